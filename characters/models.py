@@ -1,0 +1,194 @@
+"""Characters (authored by creators), their sample dialogues and scenes, and users' personas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from characters.validators import validate_avatar, validate_string_list
+
+LONG_TEXT = 20_000
+MEDIUM_TEXT = 4_000
+
+
+def _long_text(help_text: str, limit: int = LONG_TEXT) -> models.TextField[str, str]:
+    return models.TextField(blank=True, help_text=help_text, validators=[MaxLengthValidator(limit)])
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public (listed in the gallery)"
+    UNLISTED = "unlisted", "Unlisted (anyone with the link)"
+    PRIVATE = "private", "Private (only me)"
+
+
+class Character(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="characters"
+    )
+    slug = models.SlugField(max_length=80, unique=True, help_text="Used in the character's URL.")
+    name = models.CharField(max_length=100, help_text="The name the character speaks under.")
+    nickname = models.CharField(
+        max_length=100, blank=True, help_text="Replaces {{char}} in prompts when set."
+    )
+    avatar = models.ImageField(
+        upload_to="avatars/%Y/%m/",
+        blank=True,
+        validators=[validate_avatar],
+        help_text="PNG, JPEG, WEBP or GIF; at most 2 MB.",
+    )
+    tagline = models.CharField(max_length=200, blank=True, help_text="One line for the gallery.")
+    description = _long_text("Who the character is: appearance, background, relationships.")
+    personality = _long_text("How the character thinks, speaks and behaves.", MEDIUM_TEXT)
+    scenario = _long_text("The situation the story starts in.", MEDIUM_TEXT)
+    system_prompt = _long_text("Extra instructions for the model, added to the system message.")
+    post_history_instructions = _long_text(
+        "Instructions restated after the history (kept for cards; {{original}} allowed).",
+        MEDIUM_TEXT,
+    )
+    greeting = _long_text("The character's first message in a new conversation.", MEDIUM_TEXT)
+    alternate_greetings = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Other first messages, offered as alternatives to the greeting.",
+    )
+    group_only_greetings = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list]
+    )
+    creator_notes = _long_text("Shown to users; never sent to the model.", MEDIUM_TEXT)
+    tags = models.JSONField(
+        default=list, blank=True, validators=[validate_string_list], help_text="Short labels."
+    )
+    creator = models.CharField(max_length=100, blank=True, help_text="Credited author.")
+    character_version = models.CharField(max_length=50, blank=True)
+    visibility = models.CharField(
+        max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE
+    )
+    default_temperature = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="Sampling temperature, in (0, 1].",
+    )
+    default_top_p = models.FloatField(
+        default=0.95,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="Nucleus sampling, in (0, 1].",
+    )
+    default_max_tokens = models.PositiveIntegerField(
+        default=400,
+        validators=[MinValueValidator(1), MaxValueValidator(2048)],
+        help_text="Longest reply, in tokens (1–2048).",
+    )
+    card_extras = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Imported card data the app does not use, kept so exports are lossless.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_temperature__gt=0) & Q(default_temperature__lte=1),
+                name="character_temperature_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(default_top_p__gt=0) & Q(default_top_p__lte=1),
+                name="character_top_p_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(default_max_tokens__gte=1) & Q(default_max_tokens__lte=2048),
+                name="character_max_tokens_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(visibility__in=Visibility.values), name="character_visibility_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["visibility", "name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("characters:detail", kwargs={"slug": self.slug})
+
+    def user_can_edit(self, user: Any) -> bool:
+        return bool(user.is_authenticated and (user.is_superuser or user.pk == self.owner_id))
+
+    def is_visible_to(self, user: Any) -> bool:
+        if self.visibility != Visibility.PRIVATE:
+            return True
+        return self.user_can_edit(user)
+
+
+class SampleDialogue(models.Model):
+    """One example exchange that teaches the model the character's voice."""
+
+    character = models.ForeignKey(
+        Character, on_delete=models.CASCADE, related_name="sample_dialogues"
+    )
+    position = models.PositiveSmallIntegerField(default=0, help_text="Lower comes first.")
+    user_line = _long_text("What the user says ({{user}} and {{char}} allowed).", MEDIUM_TEXT)
+    character_line = _long_text("How the character answers.", MEDIUM_TEXT)
+
+    class Meta:
+        # Positions are not unique: the admin's inline saves rows one by one, and swapping two
+        # positions would trip a unique constraint mid-save. Ties fall back to creation order.
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(user_line="") & ~Q(character_line=""),
+                name="sample_dialogue_lines_not_empty",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.character} #{self.position}"
+
+
+class Scene(models.Model):
+    """Where a story takes place; its name and description become the `group` message."""
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="scenes")
+    name = models.CharField(max_length=100)
+    description = _long_text("What the scene looks like and what is going on.", MEDIUM_TEXT)
+    opening_line = _long_text(
+        "Replaces the greeting when a conversation starts in this scene.", MEDIUM_TEXT
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.character}: {self.name}"
+
+
+class Persona(models.Model):
+    """Who the user is in a story; sent as the `user_system` message."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personas"
+    )
+    name = models.CharField(max_length=100)
+    description = _long_text("Who you are in the story.", MEDIUM_TEXT)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner"], condition=Q(is_default=True), name="one_default_persona_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

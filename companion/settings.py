@@ -1,0 +1,226 @@
+"""Settings for the companion project, read from the environment (and `.env` when present)."""
+
+from pathlib import Path
+from typing import Any
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+# --- Core -----------------------------------------------------------------------------------
+SECRET_KEY: str = env.str("DJANGO_SECRET_KEY")
+DEBUG: bool = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    # daphne first: it replaces runserver with an ASGI server.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "servestatic.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "allauth",
+    "allauth.account",
+    "csp",
+    "characters",
+    "conversations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "servestatic.middleware.ServeStaticMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "companion.urls"
+ASGI_APPLICATION = "companion.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+_db: dict[str, Any] = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Persistent connections leak under daphne; the psycopg pool gives reuse without that.
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=20),
+        "timeout": 10,
+    }
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE transactions: concurrent readers, writers queue instead of failing.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    _db.setdefault("TEST", {})["NAME"] = BASE_DIR / "test-db.sqlite3"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels -------------------------------------------------------------------------------
+REDIS_URL: str = env.str("REDIS_URL", default="")
+CHANNEL_CAPACITY: int = env.int("CHANNEL_CAPACITY", default=1000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            # The pub/sub layer delivers bursts the list-based layer drops (performance.md).
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                # redis-py >= 8 defaults to a 5 s socket timeout that kills blocking reads.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
+
+# --- Accounts (django-allauth) --------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="none")
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "characters:gallery"
+ACCOUNT_LOGOUT_REDIRECT_URL = "characters:gallery"
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="companion@localhost")
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- i18n, static, media --------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "servestatic.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+AVATAR_MAX_BYTES: int = env.int("AVATAR_MAX_BYTES", default=2 * 1024 * 1024)
+
+# --- Security -------------------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False)
+    else None
+)
+SECURE_SSL_REDIRECT: bool = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else env.int("DJANGO_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# --- Logging --------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# --- Model backends -------------------------------------------------------------------------
+M2HER_API_KEY: str = env.str("M2HER_API_KEY", default="")
+LLM_BACKEND: str = env.str("LLM_BACKEND", default="") or ("m2her" if M2HER_API_KEY else "local")
+M2HER_BASE_URL: str = env.str("M2HER_BASE_URL", default="https://api.minimax.io")
+M2HER_API_STYLE: str = env.str("M2HER_API_STYLE", default="chat_completions")
+M2HER_MODEL: str = env.str("M2HER_MODEL", default="M2-her")
+M2HER_CONTEXT_TOKENS: int = env.int("M2HER_CONTEXT_TOKENS", default=2048)
+OPENAI_BASE_URL: str = env.str("OPENAI_BASE_URL", default="")
+OPENAI_MODEL: str = env.str("OPENAI_MODEL", default="")
+OPENAI_API_KEY: str = env.str("OPENAI_API_KEY", default="")
+LOCAL_MODEL_PATH: str = env.str("LOCAL_MODEL_PATH", default="")
+LOCAL_MODEL_CONTEXT_TOKENS: int = env.int("LOCAL_MODEL_CONTEXT_TOKENS", default=2048)
+LLM_CONNECT_TIMEOUT: float = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
+LLM_FIRST_BYTE_TIMEOUT: float = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0)
+LLM_IDLE_TIMEOUT: float = env.float("LLM_IDLE_TIMEOUT", default=30.0)
+LLM_MAX_RETRIES: int = env.int("LLM_MAX_RETRIES", default=2)
+LLM_RETRY_AFTER_CAP: float = env.float("LLM_RETRY_AFTER_CAP", default=20.0)
+LLM_MAX_CONNECTIONS: int = env.int("LLM_MAX_CONNECTIONS", default=500)
+PRICE_INPUT_PER_MTOK: float = env.float("PRICE_INPUT_PER_MTOK", default=0.30)
+PRICE_OUTPUT_PER_MTOK: float = env.float("PRICE_OUTPUT_PER_MTOK", default=1.20)
+
+# --- Chat limits ----------------------------------------------------------------------------
+CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
+CHAT_MESSAGES_PER_MINUTE: int = env.int("CHAT_MESSAGES_PER_MINUTE", default=20)
+CHAT_CONCURRENT_REPLIES_PER_USER: int = env.int("CHAT_CONCURRENT_REPLIES_PER_USER", default=3)
+CHAT_FLUSH_INTERVAL_MS: int = env.int("CHAT_FLUSH_INTERVAL_MS", default=40)
+CHAT_REPLY_STALE_SECONDS: int = env.int("CHAT_REPLY_STALE_SECONDS", default=600)

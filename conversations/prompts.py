@@ -1,0 +1,224 @@
+"""Pure prompt assembly: frozen dataclasses in, the canonical M2-her message list out.
+
+Order (product.md): one `system` (the character), `user_system` (the persona), `group` (the
+scene), sample pairs, history, the newest turn. The prompt is fitted to the context window
+with the reply's budget reserved; what was kept and trimmed is reported part by part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from conversations.llm.base import ChatMessage
+from conversations.macros import expand
+from conversations.tokens import CALL_OVERHEAD_TOKENS, TokenEstimator, default_estimator
+
+DEFAULT_PERSONA_NAME = "User"
+CONTINUE_INSTRUCTION = (
+    "[Continue your last message from exactly where it stopped. Do not repeat any of it.]"
+)
+PROTECTED_RECENT_TURNS = 6  # the last three exchanges outrank sample dialogues
+
+
+@dataclass(frozen=True)
+class CharacterSpec:
+    name: str
+    description: str = ""
+    personality: str = ""
+    scenario: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    samples: tuple[tuple[str, str], ...] = ()
+    nickname: str = ""
+
+
+@dataclass(frozen=True)
+class PersonaSpec:
+    name: str = DEFAULT_PERSONA_NAME
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryTurn:
+    role: Literal["user", "assistant"]
+    content: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class PromptInput:
+    character: CharacterSpec
+    persona: PersonaSpec = field(default_factory=PersonaSpec)
+    scene: SceneSpec | None = None
+    # The whole visible history, oldest first; its last turn is the one being answered.
+    history: tuple[HistoryTurn, ...] = ()
+    lore: tuple[str, ...] = ()
+    continue_last: bool = False
+    context_tokens: int = 2048
+    reply_tokens: int = 400
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    label: str
+    role: str
+    tokens: int
+    included: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    messages: tuple[ChatMessage, ...]
+    parts: tuple[PromptPart, ...]
+    estimated_tokens: int
+    budget_tokens: int
+    history_included: int
+    history_trimmed: int
+    samples_included: int
+    samples_trimmed: int
+
+    @property
+    def over_budget(self) -> bool:
+        return self.estimated_tokens > self.budget_tokens
+
+
+def _message(role: str, content: str, name: str = "") -> ChatMessage:
+    message: ChatMessage = {"role": role, "content": content}
+    if name:
+        message["name"] = name
+    return message
+
+
+def _system_content(spec: CharacterSpec, lore: tuple[str, ...], char: str, user: str) -> str:
+    sections = [
+        spec.description,
+        f"Personality: {spec.personality}" if spec.personality else "",
+        f"Scenario: {spec.scenario}" if spec.scenario else "",
+        spec.system_prompt,
+        *lore,
+        spec.post_history_instructions,
+    ]
+    return "\n\n".join(expand(s.strip(), char=char, user=user) for s in sections if s.strip())
+
+
+def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> PromptResult:
+    """Assemble and fit the prompt; never more than one `system` message."""
+    est = estimator or default_estimator
+    char = spec.character.nickname or spec.character.name
+    user = spec.persona.name or DEFAULT_PERSONA_NAME
+    budget = max(spec.context_tokens - spec.reply_tokens - CALL_OVERHEAD_TOKENS, 0)
+
+    head: list[tuple[str, ChatMessage]] = [
+        (
+            "system",
+            _message(
+                "system",
+                _system_content(spec.character, spec.lore, char, user),
+                spec.character.name,
+            ),
+        ),
+        (
+            "persona",
+            _message("user_system", expand(spec.persona.description, char=char, user=user), user),
+        ),
+    ]
+    if spec.scene is not None:
+        scene_text = expand(spec.scene.description, char=char, user=user)
+        head.append(("scene", _message("group", scene_text, spec.scene.name)))
+
+    def turn_message(turn: HistoryTurn) -> ChatMessage:
+        name = turn.name or (user if turn.role == "user" else spec.character.name)
+        return _message(turn.role, turn.content, name)
+
+    history = [turn_message(t) for t in spec.history]
+    tail: list[ChatMessage] = []
+    if spec.continue_last:
+        tail.append(_message("user", CONTINUE_INSTRUCTION, user))
+    # The turn being answered (or continued) is always kept.
+    if history:
+        tail.insert(0, history.pop())
+
+    used = sum(est.message(m["content"]) for _, m in head) + sum(
+        est.message(m["content"]) for m in tail
+    )
+    history_costs = [est.message(m["content"]) for m in history]
+    kept_from = len(history)  # history[kept_from:] is included
+
+    def take_history(limit: int) -> None:
+        nonlocal kept_from, used
+        while kept_from > limit and used + history_costs[kept_from - 1] <= budget:
+            kept_from -= 1
+            used += history_costs[kept_from]
+
+    take_history(max(len(history) - PROTECTED_RECENT_TURNS, 0))
+    recent_fit = kept_from <= max(len(history) - PROTECTED_RECENT_TURNS, 0)
+
+    samples = [
+        (
+            _message("sample_message_user", expand(u, char=char, user=user), user),
+            _message("sample_message_ai", expand(a, char=char, user=user), spec.character.name),
+        )
+        for u, a in spec.character.samples
+    ]
+    sample_costs = [est.message(u["content"]) + est.message(a["content"]) for u, a in samples]
+    samples_kept = 0
+    if recent_fit:
+        # Samples only while the last three exchanges fit; then older history.
+        while samples_kept < len(samples) and used + sample_costs[samples_kept] <= budget:
+            used += sample_costs[samples_kept]
+            samples_kept += 1
+    take_history(0)
+
+    messages: list[ChatMessage] = [m for _, m in head]
+    parts = [PromptPart(label, m["role"], est.message(m["content"]), True) for label, m in head]
+    for index, (pair, cost) in enumerate(zip(samples, sample_costs, strict=True)):
+        keep = index < samples_kept
+        parts.append(
+            PromptPart(
+                f"sample {index + 1}",
+                "sample_message_user/ai",
+                cost,
+                keep,
+                "" if keep else "trimmed: recent history comes first",
+            )
+        )
+        if keep:
+            messages.extend(pair)
+    for index, (message, cost) in enumerate(zip(history, history_costs, strict=True)):
+        keep = index >= kept_from
+        parts.append(
+            PromptPart(
+                f"history {index + 1}",
+                message["role"],
+                cost,
+                keep,
+                "" if keep else "trimmed: older than the context window allows",
+            )
+        )
+        if keep:
+            messages.append(message)
+    messages.extend(tail)
+    parts.extend(
+        PromptPart(
+            "newest turn" if i == 0 else "continue", m["role"], est.message(m["content"]), True
+        )
+        for i, m in enumerate(tail)
+    )
+    return PromptResult(
+        messages=tuple(messages),
+        parts=tuple(parts),
+        estimated_tokens=used + CALL_OVERHEAD_TOKENS,
+        budget_tokens=budget + CALL_OVERHEAD_TOKENS,
+        history_included=len(history) - kept_from,
+        history_trimmed=kept_from,
+        samples_included=samples_kept,
+        samples_trimmed=len(samples) - samples_kept,
+    )
