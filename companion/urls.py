@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/", include("companion.api_urls")),
     path("", include("characters.urls")),
+    path("", include("characters.card_urls")),
     path("", include("conversations.urls")),
     # Avatars are small, validated images; a reverse proxy may serve /media/ itself instead.
     re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),

@@ -38,9 +38,7 @@ def make_character(
         slug=fields.pop("slug", f"{name.lower().replace(' ', '-')}-{n}"),
         name=name,
         tagline=fields.pop("tagline", f"{name} the test character"),
-        description=fields.pop(
-            "description", "{{char}} is a friendly guide who helps {{user}}."
-        ),
+        description=fields.pop("description", "{{char}} is a friendly guide who helps {{user}}."),
         personality=fields.pop("personality", "Warm, curious, a little teasing."),
         scenario=fields.pop("scenario", "A quiet library after closing time."),
         greeting=fields.pop("greeting", "*looks up from a book* Oh, hello {{user}}!"),
