@@ -1,14 +1,30 @@
-"""Per-conversation event numbers: every change a client can see gets the next one."""
+"""Per-conversation event numbers: every change a client can see gets the next one.
+
+`Conversation.last_seq` is the last number handed out by a transaction; a finished reply stamps
+its turn's `updated_seq` past the numbers its deltas used without touching the conversation row,
+so the current number is the larger of the two (one write saved per reply).
+"""
 
 from __future__ import annotations
 
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, IntegerField, Max, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from conversations.models import Conversation
+from conversations.models import Conversation, Turn
+
+
+def _max_turn_seq() -> Coalesce:
+    latest = (
+        Turn.objects.filter(conversation_id=OuterRef("pk"))
+        .values("conversation_id")
+        .annotate(m=Max("updated_seq"))
+        .values("m")
+    )
+    return Coalesce(Subquery(latest, output_field=IntegerField()), Value(0))
 
 
 def conversation_allocate_seq(*, conversation_id: UUID, count: int = 1) -> int:
@@ -20,7 +36,18 @@ def conversation_allocate_seq(*, conversation_id: UUID, count: int = 1) -> int:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("conversation_allocate_seq must run inside a transaction")
     Conversation.objects.filter(pk=conversation_id).update(
-        last_seq=F("last_seq") + count, updated_at=timezone.now()
+        last_seq=Greatest(F("last_seq"), _max_turn_seq()) + count, updated_at=timezone.now()
     )
     last: int = Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation_id)
     return last - count + 1
+
+
+def conversation_current_seq(*, conversation_id: UUID) -> int:
+    """The newest sequence number a client can have seen from the database."""
+    row = (
+        Conversation.objects.filter(pk=conversation_id)
+        .annotate(turn_seq=_max_turn_seq())
+        .values_list("last_seq", "turn_seq")
+        .first()
+    )
+    return max(row) if row else 0

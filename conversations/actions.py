@@ -1,0 +1,80 @@
+"""What each client frame does: the async edge between the consumer and the sync services."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+
+from conversations import streaming
+from conversations.llm.factory import get_backend
+from conversations.protocol import (
+    ClientMessage,
+    ContinueReply,
+    DeleteTurn,
+    EditTurn,
+    RegenerateReply,
+    SelectCandidate,
+    SendMessage,
+    StopReply,
+)
+from conversations.ratelimit import replies_check_rate
+from conversations.services import branches, replies
+from conversations.services.replies import ReplyStart
+
+
+async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID) -> None:
+    """Carry out one client action; raise `ChatActionError` for the client to be told why."""
+    if isinstance(message, StopReply):
+        await streaming.request_stop(conversation_id)
+        return
+    if isinstance(message, SelectCandidate):
+        await _apply(
+            branches.turn_select_candidate,
+            conversation_id,
+            turn_id=message.turn_id,
+            index=message.index,
+        )
+        return
+    if isinstance(message, DeleteTurn):
+        await _apply(branches.turn_delete, conversation_id, turn_id=message.turn_id)
+        return
+    await replies_check_rate(user_id=user_id)
+    start: ReplyStart
+    ids = {"conversation_id": conversation_id, "user_id": user_id}
+    if isinstance(message, SendMessage):
+        start = await database_sync_to_async(replies.reply_begin_for_message)(
+            **ids, client_id=message.client_id, text=message.text
+        )
+    elif isinstance(message, RegenerateReply):
+        start = await database_sync_to_async(replies.reply_begin_regenerate)(
+            **ids, turn_id=message.turn_id
+        )
+    elif isinstance(message, ContinueReply):
+        start = await database_sync_to_async(replies.reply_begin_continue)(**ids)
+    elif isinstance(message, EditTurn):
+        if await database_sync_to_async(branches.turn_is_reply)(
+            conversation_id=conversation_id, turn_id=message.turn_id
+        ):
+            await _apply(
+                branches.turn_edit_reply,
+                conversation_id,
+                turn_id=message.turn_id,
+                text=message.text,
+            )
+            return
+        start = await database_sync_to_async(replies.reply_begin_edit)(
+            **ids, turn_id=message.turn_id, text=message.text
+        )
+    else:
+        raise replies.ChatActionError("bad_frame", "Unsupported action.")
+    if start.duplicate:
+        return
+    await streaming.broadcast(conversation_id, start.events)
+    streaming.start_reply(start, get_backend())
+
+
+async def _apply(service: Any, conversation_id: UUID, **kwargs: Any) -> None:
+    events = await database_sync_to_async(service)(conversation_id=conversation_id, **kwargs)
+    await streaming.broadcast(conversation_id, events)

@@ -1,0 +1,144 @@
+"""The websocket consumer: a thin adapter between frames and `actions` / `streaming`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+
+from conversations import actions, streaming
+from conversations.protocol import ProtocolError, Sync, parse_client_message
+from conversations.selectors import conversation_get_for_user
+from conversations.services.replies import ChatActionError
+from conversations.sync import SyncState, sync_state
+
+SNAPSHOT_TIMEOUT = 2.0
+
+
+class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    conversation_id: UUID
+    user_id: int
+    # Highest seq sent to this client; None until its first sync (earlier events are covered by it).
+    sent_seq: int | None = None
+    pending_sync: SyncState | None = None
+    buffered: list[dict[str, Any]]
+    snapshot_timer: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        if not user.is_active:
+            await self.close(code=4403)
+            return
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        try:
+            conversation = await database_sync_to_async(conversation_get_for_user)(
+                conversation_id=conversation_id, user=user
+            )
+        except Http404:
+            await self.close(code=4404)
+            return
+        self.conversation_id = conversation.pk
+        self.user_id = user.pk
+        self.buffered = []
+        await self.channel_layer.group_add(
+            streaming.events_group(self.conversation_id), self.channel_name
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "conversation_id"):
+            await self.channel_layer.group_discard(
+                streaming.events_group(self.conversation_id), self.channel_name
+            )
+        if self.snapshot_timer is not None:
+            self.snapshot_timer.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not hasattr(self, "conversation_id"):
+            return
+        try:
+            message = parse_client_message(text_data)
+            if isinstance(message, Sync):
+                await self._begin_sync(message.after_seq)
+            else:
+                await actions.perform(
+                    message=message, user_id=self.user_id, conversation_id=self.conversation_id
+                )
+        except (ProtocolError, ChatActionError) as exc:
+            await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        payload = message["event"]
+        if self.pending_sync is not None:
+            self.buffered.append(payload)
+        elif self.sent_seq is not None and payload["seq"] > self.sent_seq:
+            self.sent_seq = payload["seq"]
+            await self.send_json(payload)
+
+    async def _begin_sync(self, after_seq: int) -> None:
+        state = await database_sync_to_async(sync_state)(
+            conversation_id=self.conversation_id, after_seq=after_seq
+        )
+        if state.streaming_turn_id is None:
+            await self._finish_sync(state, None)
+            return
+        # The text generated so far lives with the runner (maybe in another process): ask it.
+        self.pending_sync = state
+        await streaming.request_snapshot(self.conversation_id, self.channel_name)
+        self.snapshot_timer = asyncio.create_task(self._snapshot_timeout())
+
+    async def _snapshot_timeout(self) -> None:
+        await asyncio.sleep(SNAPSHOT_TIMEOUT)
+        await self.channel_layer.send(self.channel_name, {"type": "reply.snapshot.missing"})
+
+    async def reply_snapshot(self, message: dict[str, Any]) -> None:
+        if self.pending_sync is not None:
+            await self._finish_sync(self.pending_sync, message)
+
+    async def reply_snapshot_missing(self, message: dict[str, Any]) -> None:
+        if self.pending_sync is not None:
+            await self._finish_sync(self.pending_sync, None)
+
+    async def _finish_sync(self, state: SyncState, snapshot: dict[str, Any] | None) -> None:
+        if self.snapshot_timer is not None:
+            self.snapshot_timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.snapshot_timer
+            self.snapshot_timer = None
+        streaming_state = None
+        seq = state.seq
+        if snapshot is not None:
+            seq = max(seq, snapshot["seq"])
+            streaming_state = {
+                "turn_id": snapshot["turn_id"],
+                "name": snapshot["name"],
+                "content": snapshot["content"],
+            }
+        elif state.streaming_turn_id is not None:
+            streaming_state = {
+                "turn_id": state.streaming_turn_id,
+                "name": state.streaming_name,
+                "content": state.streaming_content,
+            }
+        self.pending_sync = None
+        self.sent_seq = seq
+        await self.send_json(
+            {
+                "type": "sync.state",
+                "seq": seq,
+                "turns": state.turns,
+                "complete": state.complete,
+                "streaming": streaming_state,
+            }
+        )
+        buffered, self.buffered = self.buffered, []
+        for payload in buffered:
+            await self.chat_event({"event": payload})

@@ -1,0 +1,138 @@
+"""Client frames of the live chat protocol (docs/chat-protocol.md), parsed and validated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    client_id: UUID
+    text: str
+
+
+@dataclass(frozen=True)
+class StopReply:
+    pass
+
+
+@dataclass(frozen=True)
+class RegenerateReply:
+    turn_id: int | None
+
+
+@dataclass(frozen=True)
+class ContinueReply:
+    pass
+
+
+@dataclass(frozen=True)
+class SelectCandidate:
+    turn_id: int
+    index: int
+
+
+@dataclass(frozen=True)
+class EditTurn:
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class DeleteTurn:
+    turn_id: int
+
+
+@dataclass(frozen=True)
+class Sync:
+    after_seq: int
+
+
+ClientMessage = (
+    SendMessage
+    | StopReply
+    | RegenerateReply
+    | ContinueReply
+    | SelectCandidate
+    | EditTurn
+    | DeleteTurn
+    | Sync
+)
+
+
+def _int(frame: dict[str, Any], key: str, *, optional: bool = False, minimum: int = 0) -> Any:
+    value = frame.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ProtocolError("bad_frame", f"`{key}` must be a whole number ≥ {minimum}.")
+    return value
+
+
+def _text(frame: dict[str, Any]) -> str:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise ProtocolError("bad_frame", "`text` must be a string.")
+    text = text.strip()
+    if not text:
+        raise ProtocolError("empty", "The message is empty.")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ProtocolError(
+            "too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
+        )
+    return text
+
+
+def _client_id(frame: dict[str, Any]) -> UUID:
+    try:
+        return UUID(str(frame.get("client_id")))
+    except ValueError:
+        raise ProtocolError("bad_frame", "`client_id` must be a UUID.") from None
+
+
+def parse_client_message(raw: str | None) -> ClientMessage:
+    """Parse one text frame; raise `ProtocolError` with the `error.code` to answer with."""
+    if raw is None:
+        raise ProtocolError("bad_frame", "Only text frames are accepted.")
+    if len(raw) > MAX_FRAME_BYTES:
+        raise ProtocolError("too_long", "The frame is too large.")
+    try:
+        frame = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_frame", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError("bad_frame", "A frame must be a JSON object.")
+    kind = frame.get("type")
+    if kind == "message.send":
+        return SendMessage(client_id=_client_id(frame), text=_text(frame))
+    if kind == "reply.stop":
+        return StopReply()
+    if kind == "reply.regenerate":
+        return RegenerateReply(turn_id=_int(frame, "turn_id", optional=True, minimum=1))
+    if kind == "reply.continue":
+        return ContinueReply()
+    if kind == "reply.select":
+        return SelectCandidate(
+            turn_id=_int(frame, "turn_id", minimum=1), index=_int(frame, "index", minimum=1)
+        )
+    if kind == "turn.edit":
+        return EditTurn(turn_id=_int(frame, "turn_id", minimum=1), text=_text(frame))
+    if kind == "turn.delete":
+        return DeleteTurn(turn_id=_int(frame, "turn_id", minimum=1))
+    if kind == "sync":
+        return Sync(after_seq=_int(frame, "after_seq"))
+    raise ProtocolError("bad_frame", "Unknown message type.")

@@ -1,0 +1,318 @@
+"""Starting and finishing replies. Each start is one short transaction (the user's turn and the
+reply placeholder together); each finish is another. Nothing is held open across a model call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from conversations.llm.base import GenerationParams
+from conversations.models import Conversation, Role, Turn, TurnStatus
+from conversations.prompt_inputs import prompt_input_for_conversation
+from conversations.prompts import PromptInput
+from conversations.services.sequence import conversation_allocate_seq, conversation_current_seq
+from conversations.wire import event, turn_to_wire, turns_to_wire
+
+# A runner that died mid-reply may have sent numbers the database never saw; jump past them.
+STALE_SEQ_JUMP = 100_000
+
+
+class ChatActionError(Exception):
+    """A client action that cannot be carried out; `code` is the protocol's `error.code`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass
+class ReplyStart:
+    conversation_id: UUID
+    turn_id: int
+    speaker: str
+    events: list[dict[str, Any]]
+    next_seq: int
+    prompt: PromptInput | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+    prefix: str = ""
+    duplicate: bool = False
+
+
+def lock_conversation(*, conversation_id: UUID, count: int) -> int:
+    """Allocate seqs (taking the row lock), fail stale replies, refuse while a reply runs."""
+    first = conversation_allocate_seq(conversation_id=conversation_id, count=count)
+    streaming = Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
+    stale_before = timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
+    if streaming.filter(updated_at__lt=stale_before).exists():
+        first = replies_fail_stale(conversation_id=conversation_id, count=count)
+    if streaming.exists():
+        raise ChatActionError("busy", "A reply is already being written. Stop it or wait.")
+    return first
+
+
+def replies_fail_stale(*, conversation_id: UUID, count: int = 0) -> int:
+    """Mark replies whose runner vanished as failed (`interrupted`), keeping their text."""
+    last = conversation_allocate_seq(conversation_id=conversation_id, count=STALE_SEQ_JUMP)
+    last += STALE_SEQ_JUMP - 1
+    Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING).update(
+        status=TurnStatus.FAILED,
+        error_code="interrupted",
+        error_message="The server stopped while writing this reply.",
+        updated_seq=last,
+        updated_at=timezone.now(),
+    )
+    return conversation_allocate_seq(conversation_id=conversation_id, count=count or 1)
+
+
+def check_concurrent_replies(*, user_id: int) -> None:
+    running = Turn.objects.filter(conversation__owner_id=user_id, status=TurnStatus.STREAMING)
+    if running.count() >= settings.CHAT_CONCURRENT_REPLIES_PER_USER:
+        raise ChatActionError(
+            "rate_limited", "Too many replies are being written at once. Wait for one to finish."
+        )
+
+
+def params_for(conversation: Conversation) -> GenerationParams:
+    character = conversation.character
+    return GenerationParams(
+        temperature=character.default_temperature,
+        top_p=character.default_top_p,
+        max_tokens=character.default_max_tokens,
+    ).clamped()
+
+
+def hide_after(*, conversation_id: UUID, seq: int, at_seq: int) -> list[int]:
+    """Hide the visible turns from `seq` on (they stay stored as another branch)."""
+    hidden = list(
+        Turn.objects.filter(conversation_id=conversation_id, active=True, seq__gte=seq)
+        .order_by("seq")
+        .values_list("id", flat=True)
+    )
+    if hidden:
+        Turn.objects.filter(pk__in=hidden).update(active=False, updated_seq=at_seq)
+    return hidden
+
+
+def last_visible_turn(conversation_id: UUID) -> Turn | None:
+    return (
+        Turn.objects.filter(conversation_id=conversation_id, active=True).order_by("-seq").first()
+    )
+
+
+def new_placeholder(conversation: Conversation, *, parent: Turn | None, seq: int) -> Turn:
+    return Turn(
+        conversation=conversation,
+        seq=seq,
+        updated_seq=seq,
+        parent=parent,
+        role=Role.ASSISTANT,
+        name=conversation.character.name,
+        status=TurnStatus.STREAMING,
+        model_name="",
+    )
+
+
+def reply_begin_for_message(
+    *, conversation_id: UUID, user_id: int, client_id: UUID, text: str
+) -> ReplyStart:
+    """Store the user's turn and a reply placeholder, in one transaction. A `client_id` seen
+    before returns the stored turn as a duplicate and starts nothing."""
+    existing = Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
+    if existing is not None:
+        return _duplicate(existing)
+    try:
+        with transaction.atomic():
+            first = lock_conversation(conversation_id=conversation_id, count=2)
+            check_concurrent_replies(user_id=user_id)
+            conversation = Conversation.objects.select_related("character", "persona").get(
+                pk=conversation_id
+            )
+            parent = last_visible_turn(conversation_id)
+            user_turn = Turn(
+                conversation=conversation,
+                seq=first,
+                updated_seq=first,
+                parent=parent,
+                role=Role.USER,
+                name=conversation.persona.name if conversation.persona else "User",
+                content=text,
+                client_id=client_id,
+            )
+            placeholder = new_placeholder(conversation, parent=user_turn, seq=first + 1)
+            user_turn.full_clean(exclude=["conversation", "parent"])
+            user_turn.save(force_insert=True)
+            placeholder.parent = user_turn
+            placeholder.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent resend of the same client_id won the race.
+        existing = Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
+        if existing is None:
+            raise
+        return _duplicate(existing)
+    return _start(conversation, placeholder, [user_turn, placeholder], first + 2)
+
+
+def _duplicate(turn: Turn) -> ReplyStart:
+    return ReplyStart(
+        conversation_id=turn.conversation_id,
+        turn_id=turn.pk,
+        speaker=turn.name,
+        events=[],
+        next_seq=0,
+        duplicate=True,
+    )
+
+
+def _start(
+    conversation: Conversation,
+    placeholder: Turn,
+    created: list[Turn],
+    next_seq: int,
+    *,
+    leading: list[dict[str, Any]] | None = None,
+    continue_last: bool = False,
+) -> ReplyStart:
+    events = list(leading or [])
+    events.extend(
+        event("turn.created", t.seq, turn=w)
+        for t, w in zip(created, turns_to_wire(created), strict=True)
+    )
+    return ReplyStart(
+        conversation_id=conversation.pk,
+        turn_id=placeholder.pk,
+        speaker=placeholder.name,
+        events=events,
+        next_seq=next_seq,
+        prompt=prompt_input_for_conversation(
+            conversation_id=conversation.pk, continue_last=continue_last
+        ),
+        params=params_for(conversation),
+        prefix=placeholder.content,
+    )
+
+
+def reply_begin_regenerate(
+    *, conversation_id: UUID, user_id: int, turn_id: int | None = None
+) -> ReplyStart:
+    """Add a new candidate for a reply; the earlier candidates stay stored, hidden."""
+    with transaction.atomic():
+        first = lock_conversation(conversation_id=conversation_id, count=2)
+        check_concurrent_replies(user_id=user_id)
+        conversation = Conversation.objects.select_related("character").get(pk=conversation_id)
+        visible = Turn.objects.filter(conversation_id=conversation_id, active=True)
+        target = (
+            visible.filter(pk=turn_id).first()
+            if turn_id is not None
+            else visible.filter(role=Role.ASSISTANT).order_by("-seq").first()
+        )
+        if target is None or target.role != Role.ASSISTANT:
+            raise ChatActionError("not_found", "There is no such reply to regenerate.")
+        hidden = hide_after(conversation_id=conversation_id, seq=target.seq, at_seq=first)
+        placeholder = new_placeholder(conversation, parent=target.parent, seq=first + 1)
+        Turn.objects.bulk_create([placeholder])
+    leading = [event("turns.hidden", first, turn_ids=hidden)]
+    return _start(conversation, placeholder, [placeholder], first + 2, leading=leading)
+
+
+def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
+    """Extend the last reply in place."""
+    with transaction.atomic():
+        first = lock_conversation(conversation_id=conversation_id, count=1)
+        check_concurrent_replies(user_id=user_id)
+        conversation = Conversation.objects.select_related("character").get(pk=conversation_id)
+        target = last_visible_turn(conversation_id)
+        if target is None or target.role != Role.ASSISTANT or not target.content:
+            raise ChatActionError("invalid", "Only a reply with text can be continued.")
+        target.status = TurnStatus.STREAMING
+        target.updated_seq = first
+        target.error_code = target.error_message = target.finish_reason = ""
+        target.save(
+            update_fields=[
+                "status",
+                "updated_seq",
+                "error_code",
+                "error_message",
+                "finish_reason",
+                "updated_at",
+            ]
+        )
+    start = _start(conversation, target, [], first + 1, continue_last=True)
+    start.events = [event("turn.updated", first, turn=turns_to_wire([target])[0])]
+    return start
+
+
+def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text: str) -> ReplyStart:
+    """Store an edited user turn as a new branch (the old one stays, hidden) and reply to it."""
+    with transaction.atomic():
+        first = lock_conversation(conversation_id=conversation_id, count=3)
+        check_concurrent_replies(user_id=user_id)
+        conversation = Conversation.objects.select_related("character").get(pk=conversation_id)
+        target = Turn.objects.filter(
+            conversation_id=conversation_id, pk=turn_id, active=True, role=Role.USER
+        ).first()
+        if target is None:
+            raise ChatActionError("not_found", "There is no such message to edit.")
+        hidden = hide_after(conversation_id=conversation_id, seq=target.seq, at_seq=first)
+        edited = Turn(
+            conversation=conversation,
+            seq=first + 1,
+            updated_seq=first + 1,
+            parent=target.parent,
+            role=Role.USER,
+            name=target.name,
+            content=text,
+        )
+        Turn.objects.bulk_create([edited])
+        placeholder = new_placeholder(conversation, parent=edited, seq=first + 2)
+        Turn.objects.bulk_create([placeholder])
+    leading = [event("turns.hidden", first, turn_ids=hidden)]
+    return _start(conversation, placeholder, [edited, placeholder], first + 3, leading=leading)
+
+
+def reply_finish(
+    *,
+    turn_id: int,
+    content: str,
+    status: str,
+    after_seq: int,
+    finish_reason: str = "",
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    cost_usd: Any = None,
+    model_name: str = "",
+    error_code: str = "",
+    error_message: str = "",
+) -> int:
+    """Persist the outcome of a reply in one UPDATE; return the seq of its final event.
+
+    While a reply runs nothing else may write to its conversation, so the number after both the
+    runner's last delta and the database's last allocation is free.
+    """
+    conversation_id = Turn.objects.values_list("conversation_id", flat=True).get(pk=turn_id)
+    seq = max(after_seq, conversation_current_seq(conversation_id=conversation_id)) + 1
+    Turn.objects.filter(pk=turn_id).update(
+        content=content,
+        status=status,
+        updated_seq=seq,
+        finish_reason=finish_reason,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=cost_usd,
+        model_name=model_name[:100],
+        error_code=error_code,
+        error_message=error_message[:500],
+        updated_at=timezone.now(),
+    )
+    return seq
+
+
+def wire_turn(turn_id: int) -> dict[str, Any]:
+    turn = Turn.objects.get(pk=turn_id)
+    return dict(turn_to_wire(turn))

@@ -1,0 +1,322 @@
+"""The one async orchestration of a reply: placeholder -> prompt -> stream -> coalesced deltas
+-> completed / stopped / failed, each outcome persisted once.
+
+A reply runs in a task owned by this module, not by the socket that asked for it, so it keeps
+going when that socket closes. Events reach every tab (in any process) through the channel
+layer; stop and snapshot requests reach the runner through a control group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from conversations.llm.base import ChatBackend, Completion, TextDelta
+from conversations.llm.errors import ErrorCode, LLMError
+from conversations.models import TurnStatus
+from conversations.prompts import build_prompt
+from conversations.services.replies import ReplyStart, reply_finish
+from conversations.tokens import default_estimator
+from conversations.wire import event
+
+log = logging.getLogger(__name__)
+
+_FLUSH: Final = object()
+_STOP: Final = object()
+_END: Final = object()
+
+_runners: dict[UUID, ReplyRunner] = {}
+
+
+def events_group(conversation_id: UUID) -> str:
+    return f"conv.{conversation_id.hex}"
+
+
+def control_group(conversation_id: UUID) -> str:
+    return f"reply.{conversation_id.hex}"
+
+
+async def broadcast(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
+    layer = get_channel_layer()
+    for payload in events:
+        await layer.group_send(
+            events_group(conversation_id), {"type": "chat.event", "event": payload}
+        )
+
+
+async def request_stop(conversation_id: UUID) -> None:
+    await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
+
+
+async def request_snapshot(conversation_id: UUID, reply_channel: str) -> None:
+    await get_channel_layer().group_send(
+        control_group(conversation_id), {"type": "reply.snapshot", "reply_channel": reply_channel}
+    )
+
+
+def start_reply(start: ReplyStart, backend: ChatBackend) -> ReplyRunner:
+    """Run the reply in a task this module keeps a reference to until it ends."""
+    runner = ReplyRunner(start, backend)
+    _runners[start.conversation_id] = runner
+    runner.task = asyncio.create_task(runner.run(), name=f"reply-{start.turn_id}")
+    runner.task.add_done_callback(lambda _t: _runners.pop(start.conversation_id, None))
+    return runner
+
+
+def running_reply(conversation_id: UUID) -> ReplyRunner | None:
+    return _runners.get(conversation_id)
+
+
+def _joiner(prefix: str, text: str) -> str:
+    """A continued reply needs a space where the old text ended mid-sentence without one."""
+    if prefix and text and not prefix[-1].isspace() and not text[0].isspace():
+        return " " if text[0].isalnum() or text[0] in "*\"“'(" else ""
+    return ""
+
+
+class ReplyRunner:
+    def __init__(self, start: ReplyStart, backend: ChatBackend) -> None:
+        self.start = start
+        self.backend = backend
+        self.task: asyncio.Task[None] | None = None
+        self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
+        self.sent = start.prefix  # the text clients have been sent, with `self.seq`
+        self._pending: list[str] = []
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
+        self._next_flush = 0.0
+        self._stop_requested = False
+        self._first_flush = True
+
+    async def run(self) -> None:
+        layer = get_channel_layer()
+        control = await layer.new_channel("reply.")
+        await layer.group_add(control_group(self.start.conversation_id), control)
+        listener = asyncio.create_task(self._listen(control))
+        try:
+            await self._generate()
+        finally:
+            listener.cancel()
+            await layer.group_discard(control_group(self.start.conversation_id), control)
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        self._queue.put_nowait(_STOP)
+
+    async def _listen(self, control: str) -> None:
+        layer = get_channel_layer()
+        while True:
+            message = await layer.receive(control)
+            if message.get("type") == "reply.stop":
+                self.stop()
+            elif message.get("type") == "reply.snapshot":
+                await layer.send(
+                    message["reply_channel"],
+                    {
+                        "type": "reply.snapshot",
+                        "turn_id": self.start.turn_id,
+                        "name": self.start.speaker,
+                        "content": self.sent,
+                        "seq": self.seq,
+                    },
+                )
+
+    async def _emit(self, kind: str, **fields: Any) -> None:
+        self.seq += 1
+        await broadcast(self.start.conversation_id, [event(kind, self.seq, **fields)])
+
+    async def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        if self._first_flush:
+            self._first_flush = False
+            text = _joiner(self.sent, text) + text
+        self.sent += text
+        self._next_flush = time.monotonic() + self._interval
+        await self._emit("reply.delta", turn_id=self.start.turn_id, text=text)
+
+    async def _read(self, messages: Any) -> None:
+        try:
+            async for item in self.backend.stream(messages, self.start.params):
+                self._queue.put_nowait(item)
+            self._queue.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # handed to the main loop, which records the failure
+            self._queue.put_nowait(exc)
+
+    async def _generate(self) -> None:
+        start = self.start
+        if start.prompt is None:
+            raise ValueError("a reply needs a prompt")
+        prompt = build_prompt(start.prompt)
+        await self._emit("reply.started", turn_id=start.turn_id, name=start.speaker)
+        reader = asyncio.create_task(self._read(list(prompt.messages)))
+        completion: Completion | None = None
+        error: LLMError | None = None
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, TextDelta):
+                    self._pending.append(item.text)
+                    now = time.monotonic()
+                    if now >= self._next_flush:
+                        await self._flush()
+                    elif self._timer is None:
+                        self._timer = asyncio.get_running_loop().call_later(
+                            self._next_flush - now, self._queue.put_nowait, _FLUSH
+                        )
+                elif item is _FLUSH:
+                    self._timer = None
+                    await self._flush()
+                elif isinstance(item, Completion):
+                    completion = item
+                    break
+                elif item is _STOP:
+                    break
+                elif item is _END:
+                    error = LLMError(ErrorCode.TRUNCATED)
+                    break
+                elif isinstance(item, LLMError):
+                    error = item
+                    break
+                elif isinstance(item, BaseException):
+                    log.error("reply %s failed", start.turn_id, exc_info=item)
+                    error = LLMError(ErrorCode.UPSTREAM_UNAVAILABLE)
+                    break
+        except asyncio.CancelledError:
+            await _cancel(reader)
+            await asyncio.shield(self._finish_interrupted())
+            raise
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+        await _cancel(reader)
+        await self._flush()
+        if completion is not None:
+            await self._complete(completion, prompt.estimated_tokens)
+        elif error is not None:
+            await self._fail(error)
+        else:
+            await self._stopped()
+
+    async def _complete(self, completion: Completion, estimated_prompt_tokens: int) -> None:
+        start = self.start
+        # The backend's full text is authoritative; the deltas were its pieces.
+        content = start.prefix + _joiner(start.prefix, completion.text) + completion.text
+        usage = completion.usage
+        if usage.prompt_tokens:
+            default_estimator.learn(
+                estimated_prompt_tokens=estimated_prompt_tokens,
+                reported_prompt_tokens=usage.prompt_tokens,
+            )
+        seq = await database_sync_to_async(reply_finish)(
+            turn_id=start.turn_id,
+            content=content,
+            status=TurnStatus.COMPLETE,
+            after_seq=self.seq,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=_cost(usage.prompt_tokens, usage.completion_tokens),
+            model_name=completion.model or self.backend.name,
+        )
+        self.seq = seq
+        await broadcast(
+            start.conversation_id,
+            [
+                event(
+                    "reply.completed",
+                    seq,
+                    turn_id=start.turn_id,
+                    content=content,
+                    finish_reason=completion.finish_reason,
+                    usage={
+                        "prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                    },
+                )
+            ],
+        )
+
+    async def _stopped(self) -> None:
+        seq = await database_sync_to_async(reply_finish)(
+            turn_id=self.start.turn_id,
+            content=self.sent,
+            status=TurnStatus.STOPPED,
+            after_seq=self.seq,
+            finish_reason="stopped",
+            model_name=self.backend.name,
+        )
+        self.seq = seq
+        await broadcast(
+            self.start.conversation_id,
+            [event("reply.stopped", seq, turn_id=self.start.turn_id, content=self.sent)],
+        )
+
+    async def _fail(self, error: LLMError) -> None:
+        log.warning("reply %s failed: %s %s", self.start.turn_id, error.code, error.detail)
+        await self._record_failure(str(error.code), error.message, retryable=error.retryable)
+
+    async def _record_failure(self, code: str, message: str, *, retryable: bool) -> None:
+        seq = await database_sync_to_async(reply_finish)(
+            turn_id=self.start.turn_id,
+            content=self.sent,
+            status=TurnStatus.FAILED,
+            after_seq=self.seq,
+            error_code=code,
+            error_message=message,
+            model_name=self.backend.name,
+        )
+        self.seq = seq
+        payload = {"code": code, "message": message, "retryable": retryable}
+        await broadcast(
+            self.start.conversation_id,
+            [
+                event(
+                    "reply.failed",
+                    seq,
+                    turn_id=self.start.turn_id,
+                    content=self.sent,
+                    error=payload,
+                )
+            ],
+        )
+
+    async def _finish_interrupted(self) -> None:
+        self._pending.clear()
+        try:
+            await self._record_failure(
+                "interrupted", "The server stopped while writing this reply.", retryable=True
+            )
+        except Exception:
+            log.exception("could not record interrupted reply %s", self.start.turn_id)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel the model stream and give it a moment to close its connection or thread."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+
+
+def _cost(prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:
+    if prompt_tokens is None and completion_tokens is None:
+        return None
+    per_token_in = Decimal(str(settings.PRICE_INPUT_PER_MTOK)) / 1_000_000
+    per_token_out = Decimal(str(settings.PRICE_OUTPUT_PER_MTOK)) / 1_000_000
+    return (prompt_tokens or 0) * per_token_in + (completion_tokens or 0) * per_token_out

@@ -1,0 +1,48 @@
+"""What a (re)connecting client needs: the turns changed since its last event, and whether a
+reply is being generated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from conversations.models import Turn, TurnStatus
+from conversations.services.sequence import conversation_current_seq
+from conversations.wire import WireTurn, turns_to_wire
+
+SYNC_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class SyncState:
+    turns: list[WireTurn]
+    complete: bool
+    seq: int
+    streaming_turn_id: int | None
+    streaming_name: str
+    streaming_content: str
+
+
+def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
+    """Turns changed after `after_seq` (the newest `SYNC_LIMIT`), oldest first."""
+    seq = conversation_current_seq(conversation_id=conversation_id)
+    changed = list(
+        Turn.objects.filter(conversation_id=conversation_id, updated_seq__gt=after_seq).order_by(
+            "-updated_seq"
+        )[: SYNC_LIMIT + 1]
+    )
+    complete = len(changed) <= SYNC_LIMIT
+    changed = sorted(changed[:SYNC_LIMIT], key=lambda t: t.seq)
+    streaming = (
+        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
+        .values_list("id", "name", "content")
+        .first()
+    )
+    return SyncState(
+        turns=turns_to_wire(changed),
+        complete=complete,
+        seq=seq,
+        streaming_turn_id=streaming[0] if streaming else None,
+        streaming_name=streaming[1] if streaming else "",
+        streaming_content=streaming[2] if streaming else "",
+    )

@@ -1,0 +1,252 @@
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations.models import Turn, TurnStatus
+from conversations.services.branches import turn_delete, turn_edit_reply, turn_select_candidate
+from conversations.services.conversations import conversation_create
+from conversations.services.replies import (
+    ChatActionError,
+    reply_begin_continue,
+    reply_begin_edit,
+    reply_begin_for_message,
+    reply_begin_regenerate,
+    reply_finish,
+)
+from conversations.services.sequence import conversation_current_seq
+from conversations.sync import sync_state
+from tests.factories import make_character, make_persona
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def conversation(alice):
+    character = make_character(name="Aria", alternate_greetings=["Second hello."])
+    persona = make_persona(alice, name="Sam")
+    return conversation_create(owner=alice, character=character, persona=persona)
+
+
+def send(conversation, text="Hi there", client_id=None):
+    return reply_begin_for_message(
+        conversation_id=conversation.pk,
+        user_id=conversation.owner_id,
+        client_id=client_id or uuid.uuid4(),
+        text=text,
+    )
+
+
+def finish(start, text="Hello!", status=TurnStatus.COMPLETE):
+    return reply_finish(
+        turn_id=start.turn_id, content=text, status=status, after_seq=start.next_seq + 3
+    )
+
+
+def visible(conversation):
+    return list(
+        Turn.objects.filter(conversation=conversation, active=True)
+        .order_by("seq")
+        .values_list("role", "content", "status")
+    )
+
+
+def test_sending_stores_the_user_turn_and_a_placeholder_before_the_reply(conversation):
+    start = send(conversation, "Hi there")
+    assert visible(conversation) == [
+        ("assistant", "*looks up from a book* Oh, hello Sam!", "complete"),
+        ("user", "Hi there", "complete"),
+        ("assistant", "", "streaming"),
+    ]
+    kinds = [e["type"] for e in start.events]
+    assert kinds == ["turn.created", "turn.created"]
+    seqs = [e["seq"] for e in start.events]
+    assert seqs == sorted(seqs) and start.next_seq == seqs[-1] + 1
+    assert start.events[0]["turn"]["name"] == "Sam"
+    assert start.prompt.history[-1].content == "Hi there"
+    assert start.params.max_tokens == conversation.character.default_max_tokens
+
+
+def test_resending_the_same_client_id_creates_nothing(conversation):
+    client_id = uuid.uuid4()
+    first = send(conversation, client_id=client_id)
+    finish(first)
+    again = send(conversation, client_id=client_id)
+    assert again.duplicate
+    assert Turn.objects.filter(conversation=conversation, role="user").count() == 1
+
+
+def test_a_second_message_while_a_reply_runs_is_busy_and_writes_nothing(conversation):
+    send(conversation)
+    before = Turn.objects.count()
+    with pytest.raises(ChatActionError) as excinfo:
+        send(conversation, "another")
+    assert excinfo.value.code == "busy"
+    assert Turn.objects.count() == before
+
+
+def test_a_reply_whose_runner_vanished_is_failed_as_interrupted(conversation):
+    start = send(conversation)
+    Turn.objects.filter(pk=start.turn_id).update(
+        updated_at=timezone.now() - timedelta(hours=1), content="half a rep"
+    )
+    send(conversation, "hello again")
+    stale = Turn.objects.get(pk=start.turn_id)
+    assert (stale.status, stale.error_code, stale.content) == ("failed", "interrupted", "half a rep")
+
+
+def test_finishing_stamps_a_seq_past_the_runner_and_records_usage(conversation):
+    start = send(conversation)
+    seq = reply_finish(
+        turn_id=start.turn_id,
+        content="Hello!",
+        status=TurnStatus.COMPLETE,
+        after_seq=start.next_seq + 40,
+        finish_reason="stop",
+        prompt_tokens=300,
+        completion_tokens=20,
+        cost_usd="0.000114",
+    )
+    assert seq == start.next_seq + 41
+    turn = Turn.objects.get(pk=start.turn_id)
+    assert (turn.content, turn.status, turn.updated_seq) == ("Hello!", "complete", seq)
+    assert (turn.prompt_tokens, turn.completion_tokens) == (300, 20)
+    assert conversation_current_seq(conversation_id=conversation.pk) == seq
+    # The next allocation continues after the finished reply's number.
+    assert send(conversation, "next").events[0]["seq"] == seq + 1
+
+
+def test_one_reply_costs_at_most_four_database_writes(conversation):
+    with CaptureQueriesContext(connection) as ctx:
+        start = send(conversation)
+        finish(start)
+    writes = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    assert len(writes) <= 4, writes
+
+
+def test_regenerate_keeps_the_old_candidate_hidden_and_adds_a_sibling(conversation):
+    first = send(conversation)
+    finish(first, "First answer")
+    again = reply_begin_regenerate(conversation_id=conversation.pk, user_id=conversation.owner_id)
+    assert again.events[0] == {
+        "type": "turns.hidden",
+        "seq": again.events[0]["seq"],
+        "turn_ids": [first.turn_id],
+    }
+    created = again.events[1]["turn"]
+    assert (created["candidate_index"], created["candidate_count"]) == (2, 2)
+    assert [t.content for t in again.prompt.history][-1] == "Hi there"
+    finish(again, "Second answer")
+    assert visible(conversation)[-1] == ("assistant", "Second answer", "complete")
+    assert Turn.objects.get(pk=first.turn_id).content == "First answer"
+
+
+def test_selecting_a_candidate_brings_back_its_branch(conversation):
+    first = send(conversation)
+    finish(first, "A1")
+    follow = send(conversation, "U2")
+    finish(follow, "A2")
+    regen = reply_begin_regenerate(
+        conversation_id=conversation.pk, user_id=conversation.owner_id, turn_id=first.turn_id
+    )
+    finish(regen, "A1 bis")
+    assert [c for _, c, _ in visible(conversation)][-2:] == ["Hi there", "A1 bis"]
+    events = turn_select_candidate(conversation_id=conversation.pk, turn_id=regen.turn_id, index=1)
+    assert [c for _, c, _ in visible(conversation)][-4:] == ["Hi there", "A1", "U2", "A2"]
+    assert events[0]["turn_ids"] == [regen.turn_id]
+    assert [e["turn"]["content"] for e in events[1:]] == ["A1", "U2", "A2"]
+    turn_select_candidate(conversation_id=conversation.pk, turn_id=first.turn_id, index=2)
+    assert [c for _, c, _ in visible(conversation)][-2:] == ["Hi there", "A1 bis"]
+
+
+def test_greeting_alternates_are_candidates_of_the_first_reply(conversation):
+    greeting = Turn.objects.get(conversation=conversation, active=True)
+    events = turn_select_candidate(conversation_id=conversation.pk, turn_id=greeting.pk, index=2)
+    assert events[-1]["turn"]["content"] == "Second hello."
+    assert events[-1]["turn"]["candidate_index"] == 2
+
+
+def test_continue_extends_the_last_reply_in_place(conversation):
+    first = send(conversation)
+    finish(first, "Once upon a")
+    more = reply_begin_continue(conversation_id=conversation.pk, user_id=conversation.owner_id)
+    assert more.turn_id == first.turn_id and more.prefix == "Once upon a"
+    assert more.prompt.continue_last
+    assert more.prompt.history[-1].content == "Once upon a"
+    assert Turn.objects.get(pk=first.turn_id).status == "streaming"
+
+
+def test_continue_needs_a_reply_last(conversation):
+    start = send(conversation)
+    Turn.objects.filter(pk=start.turn_id).delete()
+    with pytest.raises(ChatActionError) as excinfo:
+        reply_begin_continue(conversation_id=conversation.pk, user_id=conversation.owner_id)
+    assert excinfo.value.code == "invalid"
+
+
+def test_editing_a_user_turn_branches_and_replies_to_the_new_text(conversation):
+    first = send(conversation, "Original")
+    finish(first, "Reply to original")
+    user_turn = Turn.objects.get(conversation=conversation, role="user")
+    start = reply_begin_edit(
+        conversation_id=conversation.pk,
+        user_id=conversation.owner_id,
+        turn_id=user_turn.pk,
+        text="Edited",
+    )
+    assert start.events[0]["turn_ids"] == [user_turn.pk, first.turn_id]
+    assert [c for _, c, _ in visible(conversation)][-2:] == ["Edited", ""]
+    assert start.prompt.history[-1].content == "Edited"
+    assert Turn.objects.filter(conversation=conversation).count() == 6
+
+
+def test_editing_a_reply_replaces_its_text_and_deleting_hides_it(conversation):
+    first = send(conversation)
+    finish(first, "Typo reply")
+    events = turn_edit_reply(conversation_id=conversation.pk, turn_id=first.turn_id, text="Fixed")
+    assert events[0]["turn"]["content"] == "Fixed"
+    hidden = turn_delete(conversation_id=conversation.pk, turn_id=first.turn_id)
+    assert hidden[0]["turn_ids"] == [first.turn_id]
+    assert Turn.objects.get(pk=first.turn_id).active is False
+
+
+def test_turns_of_another_conversation_are_not_found(conversation, bob):
+    other = conversation_create(owner=bob, character=make_character(name="Other"))
+    foreign = Turn.objects.get(conversation=other, active=True)
+    with pytest.raises(ChatActionError) as excinfo:
+        turn_delete(conversation_id=conversation.pk, turn_id=foreign.pk)
+    assert excinfo.value.code == "not_found"
+    with pytest.raises(ChatActionError):
+        reply_begin_regenerate(
+            conversation_id=conversation.pk, user_id=conversation.owner_id, turn_id=foreign.pk
+        )
+    assert Turn.objects.get(pk=foreign.pk).active
+
+
+def test_sync_state_lists_changes_after_a_seq_and_the_running_reply(conversation):
+    start = send(conversation)
+    state = sync_state(conversation_id=conversation.pk, after_seq=start.events[0]["seq"] - 1)
+    assert [t["role"] for t in state.turns] == ["user", "assistant"]
+    assert state.streaming_turn_id == start.turn_id
+    seq = finish(start, "done")
+    state = sync_state(conversation_id=conversation.pk, after_seq=seq - 1)
+    assert [t["content"] for t in state.turns] == ["done"]
+    assert state.streaming_turn_id is None and state.seq == seq
+
+
+def test_concurrent_replies_per_user_are_limited(alice, settings):
+    settings.CHAT_CONCURRENT_REPLIES_PER_USER = 1
+    character = make_character()
+    one = conversation_create(owner=alice, character=character)
+    two = conversation_create(owner=alice, character=character)
+    send(one)
+    with pytest.raises(ChatActionError) as excinfo:
+        send(two)
+    assert excinfo.value.code == "rate_limited"
