@@ -1,0 +1,71 @@
+"""Helpers for websocket tests: a real session cookie, an Origin header, event collection."""
+
+import asyncio
+import json
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+
+from companion.asgi import application
+
+ORIGIN = b"http://127.0.0.1"
+
+
+@database_sync_to_async
+def session_cookie(user) -> str:
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+async def open_socket(conversation_id, user=None, origin=ORIGIN):
+    headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
+    if user is not None:
+        headers.append((b"cookie", (await session_cookie(user)).encode()))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation_id}/", headers=headers
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    return communicator, connected
+
+
+async def send(communicator, **frame):
+    await communicator.send_to(text_data=json.dumps(frame))
+
+
+async def send_message(communicator, text, client_id=None):
+    client_id = client_id or str(uuid.uuid4())
+    await send(communicator, type="message.send", client_id=client_id, text=text)
+    return client_id
+
+
+async def receive(communicator, timeout=5.0):
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def collect_until(communicator, *kinds, timeout=10.0):
+    """Events up to and including the first whose type is one of `kinds`."""
+    events = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        event = await receive(communicator, timeout=max(deadline - loop.time(), 0.01))
+        events.append(event)
+        if event["type"] in kinds:
+            return events
+
+
+async def synced(conversation_id, user, after_seq=0):
+    communicator, connected = await open_socket(conversation_id, user)
+    assert connected
+    await send(communicator, type="sync", after_seq=after_seq)
+    state = await receive(communicator)
+    assert state["type"] == "sync.state"
+    return communicator, state

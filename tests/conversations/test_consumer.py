@@ -1,0 +1,308 @@
+import asyncio
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from conversations.llm.fake_server import FakeM2her
+from conversations.models import Turn
+from conversations.services.conversations import conversation_create
+from tests.conversations.chat_helpers import (
+    collect_until,
+    open_socket,
+    receive,
+    send,
+    send_message,
+    synced,
+)
+from tests.factories import make_character, make_persona, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+async def fake():
+    async with FakeM2her() as server:
+        yield server
+
+
+@pytest.fixture
+def m2her(settings, fake):
+    settings.LLM_BACKEND = "m2her"
+    settings.M2HER_API_KEY = "test-key"
+    settings.M2HER_BASE_URL = fake.base_url
+    settings.M2HER_API_STYLE = "chat_completions"
+    settings.LLM_MAX_RETRIES = 1
+    return fake
+
+
+@pytest.fixture
+def owner(db):
+    return make_user("owner")
+
+
+@pytest.fixture
+def conversation(owner):
+    character = make_character(name="Aria")
+    persona = make_persona(owner, name="Sam")
+    return conversation_create(owner=owner, character=character, persona=persona)
+
+
+@database_sync_to_async
+def rows(conversation):
+    return list(
+        Turn.objects.filter(conversation=conversation, active=True)
+        .order_by("seq")
+        .values_list("role", "content", "status")
+    )
+
+
+@database_sync_to_async
+def turn(turn_id):
+    return Turn.objects.get(pk=turn_id)
+
+
+async def test_a_reply_streams_in_order_and_is_stored(m2her, conversation, owner):
+    ws, state = await synced(conversation.pk, owner)
+    assert [t["role"] for t in state["turns"]] == ["assistant"]
+    assert state["streaming"] is None
+    await send_message(ws, "Hello Aria")
+    events = await collect_until(ws, "reply.completed")
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["turn.created", "turn.created", "reply.started"]
+    assert set(kinds[3:-1]) == {"reply.delta"}
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)) and seqs[0] > state["seq"]
+    completed = events[-1]
+    assert completed["content"] == "You said: Hello Aria"
+    assert "".join(e["text"] for e in events if e["type"] == "reply.delta") == completed["content"]
+    assert completed["finish_reason"] == "stop"
+    assert completed["usage"]["completion_tokens"] > 0
+    assert await rows(conversation) == [
+        ("assistant", "*looks up from a book* Oh, hello Sam!", "complete"),
+        ("user", "Hello Aria", "complete"),
+        ("assistant", "You said: Hello Aria", "complete"),
+    ]
+    stored = await turn(completed["turn_id"])
+    assert stored.prompt_tokens == completed["usage"]["prompt_tokens"]
+    assert stored.cost_usd is not None and stored.cost_usd > 0
+    sent = m2her.requests[-1].body["messages"]
+    assert [m["role"] for m in sent].count("system") == 1
+    assert sent[-1] == {"role": "user", "content": "Hello Aria", "name": "Sam"}
+    await ws.disconnect()
+
+
+async def test_resending_a_client_id_creates_one_turn(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    client_id = await send_message(ws, "Once")
+    await collect_until(ws, "reply.completed")
+    await send_message(ws, "Once", client_id=client_id)
+    await send(ws, type="sync", after_seq=0)
+    state = await receive(ws)
+    assert state["type"] == "sync.state"
+    assert [t["content"] for t in state["turns"] if t["role"] == "user"] == ["Once"]
+    await ws.disconnect()
+
+
+async def test_a_second_message_while_replying_is_busy(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=40]][[tps=20]] long one")
+    await collect_until(ws, "reply.delta")
+    await send_message(ws, "me again")
+    events = await collect_until(ws, "error")
+    assert events[-1]["code"] == "busy"
+    await send(ws, type="reply.stop")
+    await collect_until(ws, "reply.stopped")
+    await ws.disconnect()
+
+
+async def test_stop_keeps_what_arrived(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=60]][[tps=20]] tell me a story")
+    events = await collect_until(ws, "reply.delta")
+    await send(ws, type="reply.stop")
+    events += await collect_until(ws, "reply.stopped")
+    stopped = events[-1]
+    streamed = "".join(e["text"] for e in events if e["type"] == "reply.delta")
+    assert stopped["content"] == streamed
+    assert streamed.startswith("word1")
+    assert "word60" not in streamed
+    stored = await turn(stopped["turn_id"])
+    assert (stored.status, stored.content) == ("stopped", streamed)
+    # The upstream request was abandoned, not left running.
+    await asyncio.sleep(0.2)
+    assert m2her.requests[-1].disconnected
+    await ws.disconnect()
+
+
+async def test_regenerate_adds_a_candidate_and_keeps_the_first(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "Pick a number")
+    first = (await collect_until(ws, "reply.completed"))[-1]
+    await send(ws, type="reply.regenerate")
+    events = await collect_until(ws, "reply.completed")
+    assert events[0] == {"type": "turns.hidden", "seq": events[0]["seq"], "turn_ids": [first["turn_id"]]}
+    created = events[1]["turn"]
+    assert (created["candidate_index"], created["candidate_count"]) == (2, 2)
+    await send(ws, type="reply.select", turn_id=events[-1]["turn_id"], index=1)
+    shown = await collect_until(ws, "turn.updated")
+    assert shown[-1]["turn"]["id"] == first["turn_id"]
+    assert (await rows(conversation))[-1] == ("assistant", "You said: Pick a number", "complete")
+    await ws.disconnect()
+
+
+async def test_continue_extends_a_reply_cut_at_length(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[length]] start")
+    first = (await collect_until(ws, "reply.completed"))[-1]
+    assert first["finish_reason"] == "length"
+    await send(ws, type="reply.continue")
+    events = await collect_until(ws, "reply.completed")
+    assert events[0]["type"] == "turn.updated" and events[0]["turn"]["status"] == "streaming"
+    done = events[-1]
+    assert done["turn_id"] == first["turn_id"]
+    assert done["content"].startswith(first["content"])
+    assert len(done["content"]) > len(first["content"])
+    assert m2her.requests[-1].body["messages"][-2]["content"] == first["content"]
+    await ws.disconnect()
+
+
+async def test_an_upstream_cut_keeps_the_partial_reply(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=30]][[cut=5]] go")
+    events = await collect_until(ws, "reply.failed")
+    failed = events[-1]
+    streamed = "".join(e["text"] for e in events if e["type"] == "reply.delta")
+    assert failed["error"]["code"] == "truncated"
+    assert failed["error"]["retryable"] is True
+    assert failed["content"] == streamed and streamed
+    stored = await turn(failed["turn_id"])
+    assert (stored.status, stored.error_code, stored.content) == ("failed", "truncated", streamed)
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("marker", "code"),
+    [
+        ("[[auth]]", "auth"),
+        ("[[balance]]", "insufficient_balance"),
+        ("[[input_flag]]", "content_filtered"),
+        ("[[bad_request]]", "bad_request"),
+    ],
+)
+async def test_upstream_failures_arrive_classified(m2her, conversation, owner, marker, code):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, f"{marker} hi")
+    failed = (await collect_until(ws, "reply.failed"))[-1]
+    assert failed["error"]["code"] == code
+    assert failed["error"]["message"]
+    assert "test-key" not in json.dumps(failed)
+    stored = await turn(failed["turn_id"])
+    assert stored.status == "failed" and stored.error_code == code
+    await ws.disconnect()
+
+
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await ws.send_to(text_data="not json")
+    assert (await receive(ws))["code"] == "bad_frame"
+    await send(ws, type="launch.missiles")
+    assert (await receive(ws))["code"] == "bad_frame"
+    await send(ws, type="message.send", client_id=str(uuid.uuid4()), text="")
+    assert (await receive(ws))["code"] == "empty"
+    await send(ws, type="message.send", client_id=str(uuid.uuid4()), text="x" * 5000)
+    assert (await receive(ws))["code"] == "too_long"
+    await send(ws, type="turn.delete", turn_id=999999)
+    assert (await receive(ws))["code"] == "not_found"
+    await ws.send_to(bytes_data=b"\x00\x01")
+    assert (await receive(ws))["code"] == "bad_frame"
+    await send(ws, type="sync", after_seq=0)
+    assert (await receive(ws))["type"] == "sync.state"
+    assert await rows(conversation) == [
+        ("assistant", "*looks up from a book* Oh, hello Sam!", "complete")
+    ]
+    await ws.disconnect()
+
+
+async def test_rate_limit_refuses_extra_replies(m2her, conversation, owner, settings):
+    settings.CHAT_MESSAGES_PER_MINUTE = 1
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "one")
+    await collect_until(ws, "reply.completed")
+    await send_message(ws, "two")
+    error = (await collect_until(ws, "error"))[-1]
+    assert error["code"] == "rate_limited"
+    await ws.disconnect()
+
+
+async def test_two_tabs_see_the_same_events_in_the_same_order(m2her, conversation, owner):
+    one, _ = await synced(conversation.pk, owner)
+    two, _ = await synced(conversation.pk, owner)
+    await send_message(one, "[[words=12]] both of you")
+    seen_one = await collect_until(one, "reply.completed")
+    seen_two = await collect_until(two, "reply.completed")
+    assert seen_one == seen_two
+    await one.disconnect()
+    await two.disconnect()
+
+
+async def test_a_reply_survives_its_socket_and_a_new_tab_resumes_it(m2her, conversation, owner):
+    first, state = await synced(conversation.pk, owner)
+    await send_message(first, "[[words=40]][[tps=40]] keep going")
+    events = await collect_until(first, "reply.delta")
+    await first.disconnect()
+    await asyncio.sleep(0.3)
+    second, resumed = await synced(conversation.pk, owner, after_seq=state["seq"])
+    assert resumed["streaming"] is not None
+    so_far = resumed["streaming"]["content"]
+    assert so_far.startswith(events[-1]["text"].split()[0])
+    later = await collect_until(second, "reply.completed", timeout=15)
+    deltas = "".join(e["text"] for e in later if e["type"] == "reply.delta")
+    assert so_far + deltas == later[-1]["content"]
+    assert later[-1]["content"].endswith("word40")
+    assert all(e["seq"] > resumed["seq"] for e in later)
+    await second.disconnect()
+
+
+async def test_one_whole_reply_makes_a_bounded_number_of_queries(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    # Every ORM call of the consumer and the runner runs on asgiref's one sync thread:
+    # capture there, and read the log there too (connections are per thread).
+    capture = CaptureQueriesContext(connection)
+    await database_sync_to_async(capture.__enter__)()
+    await send_message(ws, "[[words=30]] count me")
+    await collect_until(ws, "reply.completed")
+
+    def finish():
+        capture.__exit__(None, None, None)
+        return [q["sql"].lstrip().upper() for q in capture.captured_queries]
+
+    sql = await database_sync_to_async(finish)()
+    writes = [q for q in sql if q.startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert sql, "no queries were captured"
+    # The count must not grow with the number of deltas (30 words here).
+    assert len(writes) <= 4, writes
+    assert len(sql) <= 20, sql
+    await ws.disconnect()
+
+
+async def test_anonymous_users_are_refused_with_4401(conversation):
+    ws, connected = await open_socket(conversation.pk, user=None)
+    assert connected
+    assert (await ws.receive_output(timeout=3))["code"] == 4401
+
+
+async def test_another_users_conversation_and_a_missing_one_look_the_same(conversation):
+    stranger = await database_sync_to_async(make_user)("stranger")
+    ws, _ = await open_socket(conversation.pk, user=stranger)
+    assert (await ws.receive_output(timeout=3))["code"] == 4404
+    ws, _ = await open_socket(uuid.uuid4(), user=stranger)
+    assert (await ws.receive_output(timeout=3))["code"] == 4404
+
+
+async def test_a_foreign_origin_is_refused(conversation, owner):
+    ws, connected = await open_socket(conversation.pk, user=owner, origin=b"https://evil.example")
+    assert not connected
