@@ -9,9 +9,9 @@ layer; stop and snapshot requests reach the runner through a control group.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from django.conf import settings
 
 from conversations.llm.base import ChatBackend, Completion, TextDelta
 from conversations.llm.errors import ErrorCode, LLMError
+from conversations.llm.factory import reply_cost
 from conversations.models import TurnStatus
 from conversations.prompts import build_prompt
 from conversations.services.replies import ReplyStart, reply_finish
@@ -45,10 +46,12 @@ def control_group(conversation_id: UUID) -> str:
 
 
 async def broadcast(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
+    """Send events to every socket on the conversation, serialised once for all of them."""
     layer = get_channel_layer()
+    group = events_group(conversation_id)
     for payload in events:
         await layer.group_send(
-            events_group(conversation_id), {"type": "chat.event", "event": payload}
+            group, {"type": "chat.event", "seq": payload["seq"], "text": json.dumps(payload)}
         )
 
 
@@ -232,7 +235,7 @@ class ReplyRunner:
             finish_reason=completion.finish_reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            cost_usd=_cost(usage.prompt_tokens, usage.completion_tokens),
+            cost_usd=reply_cost(usage),
             model_name=completion.model or self.backend.name,
         )
         self.seq = seq
@@ -312,11 +315,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     if not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=5)
-
-
-def _cost(prompt_tokens: int | None, completion_tokens: int | None) -> Decimal | None:
-    if prompt_tokens is None and completion_tokens is None:
-        return None
-    per_token_in = Decimal(str(settings.PRICE_INPUT_PER_MTOK)) / 1_000_000
-    per_token_out = Decimal(str(settings.PRICE_OUTPUT_PER_MTOK)) / 1_000_000
-    return (prompt_tokens or 0) * per_token_in + (completion_tokens or 0) * per_token_out
