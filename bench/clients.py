@@ -1,0 +1,106 @@
+"""Load clients: app streams over the websocket protocol, and floor streams read straight from
+the fake upstream. Both record when each piece of the reply arrives."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import websockets
+
+
+@dataclass
+class StreamResult:
+    ttfd: float | None = None  # seconds from request to first text
+    lags: list[float] = field(default_factory=list)  # per piece: arrival - its due time
+    frames: int = 0
+    words: int = 0
+    error: str = ""
+
+
+class _Timeline:
+    """Turns arrivals of numbered words into delivery lags against the upstream's pacing."""
+
+    def __init__(self, started: float, tps: float, result: StreamResult) -> None:
+        self.started = started
+        self.tps = tps
+        self.result = result
+        self.first_at = 0.0
+        self.first_words = 0
+
+    def arrived(self, text: str) -> None:
+        now = time.perf_counter()
+        count = text.count("word")
+        if count == 0:
+            return
+        result = self.result
+        result.frames += 1
+        result.words += count
+        if result.ttfd is None:
+            result.ttfd = now - self.started
+            self.first_at, self.first_words = now, result.words
+            return
+        due = self.first_at + (result.words - self.first_words) / self.tps if self.tps else now
+        result.lags.append(max(now - due, 0.0))
+
+
+async def app_stream(
+    ws_url: str, origin: str, cookie: str, *, words: int, tps: float, replies: int = 1
+) -> list[StreamResult]:
+    results = []
+    headers = {"Cookie": cookie}
+    async with websockets.connect(
+        ws_url,
+        origin=origin,
+        additional_headers=headers,
+        max_size=2**22,  # type: ignore[arg-type]
+    ) as ws:
+        await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
+        json.loads(await ws.recv())
+        for _ in range(replies):
+            result = StreamResult()
+            timeline = _Timeline(time.perf_counter(), tps, result)
+            frame = {"type": "message.send", "client_id": str(uuid.uuid4())}
+            frame["text"] = f"[[words={words}]] go"
+            await ws.send(json.dumps(frame))
+            async for raw in ws:
+                event = json.loads(raw)
+                kind = event["type"]
+                if kind == "reply.delta":
+                    timeline.arrived(event["text"])
+                elif kind == "reply.completed":
+                    break
+                elif kind in ("reply.failed", "error"):
+                    result.error = json.dumps(event)[:300]
+                    break
+            results.append(result)
+    return results
+
+
+async def floor_stream(
+    client: httpx.AsyncClient, base_url: str, *, words: int, tps: float
+) -> StreamResult:
+    result = StreamResult()
+    body = {
+        "model": "M2-her",
+        "stream": True,
+        "messages": [{"role": "user", "content": f"[[words={words}]] go"}],
+    }
+    timeline = _Timeline(time.perf_counter(), tps, result)
+    async with client.stream("POST", f"{base_url}/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                timeline.arrived((choices[0].get("delta") or {}).get("content") or "")
+    return result
+
+
+async def open_idle(url: str, origin: str, cookie: str) -> websockets.ClientConnection:
+    """One synced, idle socket (the caller closes it)."""
+    ws = await websockets.connect(url, origin=origin, additional_headers={"Cookie": cookie})  # type: ignore[arg-type]
+    await ws.send(json.dumps({"type": "sync", "after_seq": 10**9}))
+    await ws.recv()
+    return ws

@@ -1,0 +1,134 @@
+"""The benchmark's Markdown table and JSON, with each figure against its target."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+LAG_TARGET_MS = 100.0
+
+
+def _best_concurrency(results: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    best, row = 0, None
+    for count, data in sorted(results.get("concurrent", {}).items(), key=lambda kv: int(kv[0])):
+        app = data["app"]
+        if app["errors"] == 0 and app["lag_p99_ms"] <= LAG_TARGET_MS:
+            best, row = int(count), data
+    return best, row
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    out: list[tuple[str, str, str, bool | None]] = []
+    best, best_row = _best_concurrency(results)
+    out.append(
+        (
+            "concurrent 50-token/s streams with p99 delivery lag ≤ 100 ms",
+            f"{best}",
+            "≥ 300",
+            best >= 300,
+        )
+    )
+    single = results.get("single_stream", {})
+    if single:
+        added = single["added_ttfd_p50_ms"]
+        out.append(
+            ("added time to first delta, 1 stream (p50)", f"{added} ms", "≤ 3 ms", added <= 3)
+        )
+    burst = results.get("burst", {})
+    if burst:
+        added = burst["added_ttfd_p99_ms"]
+        out.append(
+            (
+                f"added time to first delta, {burst['app']['streams']} streams together (p99)",
+                f"{added} ms",
+                "≤ 25 ms",
+                added <= 25,
+            )
+        )
+    cpu_row = best_row or next(iter(results.get("concurrent", {}).values()), None)
+    if cpu_row:
+        cpu = cpu_row["cpu_us_per_upstream_delta"]
+        out.append(("server CPU per delivered delta", f"{cpu} µs", "≤ 50 µs", cpu <= 50))
+    idle = results.get("idle_memory", {})
+    if idle:
+        kib = idle["kib_per_socket"]
+        out.append(
+            (
+                f"memory per idle websocket ({idle['sockets']} open)",
+                f"{kib} KiB",
+                "≤ 30 KiB",
+                kib <= 30,
+            )
+        )
+    queries = results.get("queries_per_reply", {})
+    if queries:
+        out.append(
+            ("database writes per reply", str(queries["writes"]), "≤ 4", queries["writes"] <= 4)
+        )
+        out.append(("database queries per reply (200 deltas)", str(queries["queries"]), "—", None))
+    long = results.get("long_conversation", {})
+    if "page_p50_ms" in long:
+        out.append(
+            (
+                "open a 5,000-turn conversation (page, p50)",
+                f"{long['page_p50_ms']} ms",
+                "≤ 150 ms",
+                long["page_p50_ms"] <= 150,
+            )
+        )
+        out.append(("first page of its turns API (p50)", f"{long['api_p50_ms']} ms", "—", None))
+    local = results.get("local_model", {})
+    if local:
+        ok = local["first_token_p50_s"] <= 0.4 and local["decode_tokens_per_s"] >= 100
+        out.append(
+            (
+                "local model: first token / decode speed",
+                f"{local['first_token_p50_s']} s / {local['decode_tokens_per_s']} tok/s",
+                "≤ 0.4 s / ≥ 100 tok/s",
+                ok,
+            )
+        )
+    return out
+
+
+def concurrency_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| streams | app lag p50 / p99 | floor lag p50 / p99 | app TTFD p99 | floor TTFD p99 | server CPU | µs per delta | µs per frame | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for count, data in sorted(results.get("concurrent", {}).items(), key=lambda kv: int(kv[0])):
+        a, f = data["app"], data["floor"]
+        lines.append(
+            f"| {count} | {a['lag_p50_ms']} / {a['lag_p99_ms']} ms | {f['lag_p50_ms']} / {f['lag_p99_ms']} ms "
+            f"| {a['ttfd_p99_ms']} ms | {f['ttfd_p99_ms']} ms | {data['server_cpu_share'] * 100:.0f} % "
+            f"| {data['cpu_us_per_upstream_delta']} | {data['cpu_us_per_ws_frame']} | {a['errors']} |"
+        )
+    return lines
+
+
+def write_report(results: dict[str, Any], folder: Path) -> None:
+    results["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    (folder / "latest.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        f"# Benchmark ({results['finished_at']})",
+        "",
+        "Command: `make bench`. daphne pinned to core 0; the fake M2-her upstream "
+        f"({results['settings']['tps']:.0f} tokens/s, {results['settings']['words']} tokens a reply) "
+        "and the load clients pinned to core 1.",
+        "",
+        "| measure | result | target | met |",
+        "|---|---|---|---|",
+    ]
+    for name, value, target, met in rows(results):
+        mark = "—" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {value} | {target} | {mark} |")
+    lines += [
+        "",
+        "Concurrent streams (delivery lag: arrival of each piece against the upstream's pacing):",
+        "",
+    ]
+    lines += concurrency_table(results)
+    (folder / "latest.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

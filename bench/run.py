@@ -1,0 +1,297 @@
+"""`make bench`: the fake M2-her upstream and the load on one core, daphne alone on the other.
+
+Measures added time to first delta, delivery lag under concurrent streams (against the floor:
+the same clients reading the fake upstream directly, in the same run), server CPU per delta,
+memory per idle websocket, queries per reply, opening a 5,000-turn conversation, and the local
+model. Writes bench/results/latest.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import procs
+from bench.clients import StreamResult, app_stream, floor_stream, open_idle
+from bench.report import write_report
+
+SERVER_CORE, LOAD_CORE = 0, 1
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(int(q / 100 * len(ordered)), len(ordered) - 1)]
+
+
+def ms(value: float) -> float:
+    return round(value * 1000, 2)
+
+
+def summarise(results: list[StreamResult]) -> dict[str, Any]:
+    ttfd = [r.ttfd for r in results if r.ttfd is not None]
+    lags = [lag for r in results for lag in r.lags]
+    return {
+        "streams": len(results),
+        "errors": sum(1 for r in results if r.error or r.ttfd is None),
+        "first_error": next((r.error for r in results if r.error), ""),
+        "ttfd_p50_ms": ms(pct(ttfd, 50)),
+        "ttfd_p99_ms": ms(pct(ttfd, 99)),
+        "lag_p50_ms": ms(pct(lags, 50)),
+        "lag_p99_ms": ms(pct(lags, 99)),
+        "frames": sum(r.frames for r in results),
+        "words": sum(r.words for r in results),
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], data: dict[str, Any]) -> None:
+        self.args = args
+        self.env = env
+        self.clients = data["clients"]
+        self.long_conversation = data["long_conversation"]
+        self.http_base = f"http://127.0.0.1:{args.port}"
+        self.fake_base = env["M2HER_BASE_URL"]
+        self.origin = self.http_base
+        self.server: procs.Proc | None = None
+
+    def ws_url(self, conversation: str) -> str:
+        return f"ws://127.0.0.1:{self.args.port}/ws/conversations/{conversation}/"
+
+    async def app(
+        self, count: int, *, words: int, spread: float, offset: int = 0
+    ) -> list[StreamResult]:
+        async def one(i: int) -> list[StreamResult]:
+            await asyncio.sleep(spread * i / max(count, 1))
+            client = self.clients[offset + i]
+            try:
+                return await app_stream(
+                    self.ws_url(client["conversation"]),
+                    self.origin,
+                    client["cookie"],
+                    words=words,
+                    tps=self.args.tps,
+                )
+            except Exception as exc:
+                return [StreamResult(error=repr(exc)[:300])]
+
+        batches = await asyncio.gather(*(one(i) for i in range(count)))
+        return [r for batch in batches for r in batch]
+
+    async def floor(self, count: int, *, words: int, spread: float) -> list[StreamResult]:
+        limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+            async def one(i: int) -> StreamResult:
+                await asyncio.sleep(spread * i / max(count, 1))
+                return await floor_stream(client, self.fake_base, words=words, tps=self.args.tps)
+
+            return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    async def single_stream(self) -> dict[str, Any]:
+        app, floor = [], []
+        for _ in range(self.args.single):
+            floor += await self.floor(1, words=20, spread=0)
+            app += await self.app(1, words=20, spread=0)
+        a, f = summarise(app), summarise(floor)
+        return {
+            "app": a,
+            "floor": f,
+            "added_ttfd_p50_ms": round(a["ttfd_p50_ms"] - f["ttfd_p50_ms"], 2),
+        }
+
+    async def burst(self, count: int) -> dict[str, Any]:
+        floor = summarise(await self.floor(count, words=20, spread=0))
+        app = summarise(await self.app(count, words=20, spread=0))
+        return {
+            "app": app,
+            "floor": floor,
+            "added_ttfd_p99_ms": round(app["ttfd_p99_ms"] - floor["ttfd_p99_ms"], 2),
+        }
+
+    async def concurrent(self, count: int) -> dict[str, Any]:
+        assert self.server is not None
+        spread = self.args.words / self.args.tps
+        floor = summarise(await self.floor(count, words=self.args.words, spread=spread))
+        cpu_before = self.server.cpu_seconds()
+        wall = time.perf_counter()
+        app = summarise(await self.app(count, words=self.args.words, spread=spread))
+        wall = time.perf_counter() - wall
+        cpu = self.server.cpu_seconds() - cpu_before
+        return {
+            "app": app,
+            "floor": floor,
+            "server_cpu_s": round(cpu, 3),
+            "server_cpu_share": round(cpu / wall, 3),
+            "cpu_us_per_upstream_delta": round(cpu / max(app["words"], 1) * 1e6, 1),
+            "cpu_us_per_ws_frame": round(cpu / max(app["frames"], 1) * 1e6, 1),
+        }
+
+    async def idle_memory(self, count: int) -> dict[str, Any]:
+        assert self.server is not None
+        await asyncio.sleep(1)
+        before = self.server.rss_kib()
+        sockets = []
+        for start in range(0, count, 100):
+            batch = [
+                open_idle(self.ws_url(c["conversation"]), self.origin, c["cookie"])
+                for c in (
+                    self.clients[i % len(self.clients)]
+                    for i in range(start, min(start + 100, count))
+                )
+            ]
+            sockets += await asyncio.gather(*batch)
+        await asyncio.sleep(2)
+        after = self.server.rss_kib()
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        return {
+            "sockets": len(sockets),
+            "rss_before_kib": before,
+            "rss_after_kib": after,
+            "kib_per_socket": round((after - before) / max(len(sockets), 1), 1),
+        }
+
+    async def long_conversation_open(self) -> dict[str, Any]:
+        cookie = self.clients[0]["cookie"]
+        url = f"{self.http_base}/chats/{self.long_conversation}/"
+        api = f"{self.http_base}/api/conversations/{self.long_conversation}/turns/"
+        timings: dict[str, list[float]] = {"page": [], "api": []}
+        async with httpx.AsyncClient(headers={"Cookie": cookie}, timeout=30) as client:
+            for _ in range(self.args.single):
+                for key, target in (("page", url), ("api", api)):
+                    started = time.perf_counter()
+                    response = await client.get(target)
+                    timings[key].append(time.perf_counter() - started)
+                    if response.status_code != 200:
+                        return {"error": f"{target} answered {response.status_code}"}
+        return {f"{k}_p50_ms": ms(statistics.median(v)) for k, v in timings.items()}
+
+
+def run_json(module: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", module, *extra],
+        env=env,
+        cwd=procs.ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--streams", default="100,200,300,400")
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--single", type=int, default=20)
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--tps", type=float, default=50.0)
+    parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
+    parser.add_argument("--skip-local", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.streams, args.burst, args.idle, args.single, args.words = "20", 10, 100, 3, 40
+    counts = [int(n) for n in args.streams.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="companion-bench-"))
+    logs = procs.ROOT / "bench" / "results"
+    logs.mkdir(exist_ok=True)
+    args.port, fake_port = procs.free_port(), procs.free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{work}/bench.sqlite3"),
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LLM_BACKEND": "m2her",
+        "M2HER_API_KEY": "bench",
+        "M2HER_BASE_URL": f"http://127.0.0.1:{fake_port}",
+        "CHAT_MESSAGES_PER_MINUTE": "1000000",
+        "CHAT_CONCURRENT_REPLIES_PER_USER": "1000",
+        "LOG_LEVEL": "WARNING",
+        "MEDIA_ROOT": str(work / "media"),
+    }
+    py = sys.executable
+    subprocess.run(
+        [py, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=procs.ROOT, check=True
+    )
+    subprocess.run(
+        [py, "manage.py", "collectstatic", "--noinput", "-v0"], env=env, cwd=procs.ROOT, check=True
+    )
+    data = run_json("bench.prepare", env, str(max([*counts, args.burst])))
+    fake = procs.start(
+        "fake_m2her",
+        [
+            py,
+            "manage.py",
+            "fake_m2her",
+            "--port",
+            str(fake_port),
+            "--tokens-per-second",
+            str(args.tps),
+        ],
+        env,
+        core=LOAD_CORE,
+        port=fake_port,
+        logs=logs,
+    )
+    results: dict[str, Any] = {
+        "settings": {k: v for k, v in vars(args).items()},
+        "machine": {"cores": os.cpu_count()},
+    }
+    bench = Bench(args, env, data)
+    try:
+        bench.server = procs.start(
+            "daphne",
+            [
+                py,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(args.port),
+                "companion.asgi:application",
+            ],
+            env,
+            core=SERVER_CORE,
+            port=args.port,
+            logs=logs,
+        )
+        procs.pin_self(LOAD_CORE)
+
+        async def measure() -> None:
+            results["single_stream"] = await bench.single_stream()
+            results["burst"] = await bench.burst(args.burst)
+            results["concurrent"] = {str(n): await bench.concurrent(n) for n in counts}
+            results["long_conversation"] = await bench.long_conversation_open()
+            results["idle_memory"] = await bench.idle_memory(args.idle)
+
+        asyncio.run(measure())
+        results["queries_per_reply"] = run_json("bench.queries", env)
+    finally:
+        if bench.server is not None:
+            bench.server.stop()
+        fake.stop()
+    if not args.skip_local:
+        os.sched_setaffinity(0, {0, 1})
+        results["local_model"] = run_json("bench.local_model", env)
+    write_report(results, logs)
+
+
+if __name__ == "__main__":
+    main()
