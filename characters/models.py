@@ -192,3 +192,96 @@ class Persona(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LorePosition(models.TextChoices):
+    BEFORE_CHAR = "before_char", "Before the character"
+    AFTER_CHAR = "after_char", "After the character"
+
+
+class Lorebook(models.Model):
+    """A character's book of world facts, inserted into the prompt when their keys come up."""
+
+    character = models.OneToOneField(Character, on_delete=models.CASCADE, related_name="lorebook")
+    name = models.CharField(max_length=200, blank=True)
+    description = _long_text("What the book covers (not sent to the model).", MEDIUM_TEXT)
+    scan_depth = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(1000)],
+        help_text="How many recent messages are scanned for keys (empty: the default, 2).",
+    )
+    token_budget = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(1_000_000)],
+        help_text="Most tokens of lore per prompt; lowest priority entries are dropped first.",
+    )
+    recursive_scanning = models.BooleanField(
+        default=False, help_text="Inserted entries may trigger other entries."
+    )
+    extensions = models.JSONField(default=dict, blank=True)
+    card_extras = models.JSONField(
+        default=dict, blank=True, help_text="Imported book data the app does not use."
+    )
+
+    def __str__(self) -> str:
+        return self.name or f"Lorebook of {self.character}"
+
+
+class LorebookEntry(models.Model):
+    """One fact; its content is added to the system message when a key matches."""
+
+    lorebook = models.ForeignKey(Lorebook, on_delete=models.CASCADE, related_name="entries")
+    name = models.CharField(max_length=200, blank=True, help_text="Not sent to the model.")
+    keys = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Words that trigger the entry; /pattern/flags is a regex when regex is on.",
+    )
+    secondary_keys = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="With 'selective', one of these must match too.",
+    )
+    content = _long_text("Text added to the prompt ({{char}} and {{user}} allowed).")
+    enabled = models.BooleanField(default=True)
+    constant = models.BooleanField(default=False, help_text="Always inserted (within budget).")
+    selective = models.BooleanField(default=False, help_text="Require a secondary key as well.")
+    case_sensitive = models.BooleanField(default=False)
+    use_regex = models.BooleanField(default=False, help_text="Treat /…/flags keys as regexes.")
+    insertion_order = models.IntegerField(default=100, help_text="Lower is inserted earlier.")
+    priority = models.IntegerField(default=0, help_text="Lower is dropped first at the budget.")
+    position = models.CharField(max_length=20, blank=True, choices=LorePosition.choices)
+    comment = _long_text("Notes for authors; never sent.", MEDIUM_TEXT)
+    extensions = models.JSONField(default=dict, blank=True)
+    card_extras = models.JSONField(
+        default=dict, blank=True, help_text="Imported entry data the app does not use."
+    )
+
+    class Meta:
+        ordering = ["insertion_order", "id"]
+        verbose_name_plural = "lorebook entries"
+
+    def __str__(self) -> str:
+        return self.name or self.comment[:60] or ", ".join(self.keys)[:60] or f"entry {self.pk}"
+
+
+class CardAsset(models.Model):
+    """A file that came inside an imported CHARX archive, kept so the archive exports whole."""
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="card_assets")
+    path = models.CharField(max_length=300, help_text="Path inside the archive.")
+    file = models.FileField(upload_to="card_assets/%Y/%m/")
+    size = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.UniqueConstraint(fields=["character", "path"], name="card_asset_path_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.path

@@ -1,5 +1,18 @@
 """The JSON API (session-authenticated, CSRF-protected)."""
 
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from characters import api as characters_api
+from conversations import api as conversations_api
+
+app_name = "api"
+
+urlpatterns = [
+    path("characters/", characters_api.character_list, name="characters"),
+    path("conversations/", conversations_api.conversation_start, name="conversations"),
+    path(
+        "conversations/<uuid:conversation_id>/turns/",
+        conversations_api.turn_list,
+        name="turns",
+    ),
+]

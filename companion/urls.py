@@ -9,8 +9,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/", include("companion.api_urls")),
-    path("", include("characters.urls")),
+    # Before characters.urls: /characters/import/ must not be taken for a character slug.
     path("", include("characters.card_urls")),
+    path("", include("characters.urls")),
     path("", include("conversations.urls")),
     # Avatars are small, validated images; a reverse proxy may serve /media/ itself instead.
     re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),

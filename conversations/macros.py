@@ -1,16 +1,117 @@
-"""Card macros: {{char}}, {{user}}, <BOT>, <USER> (case-insensitive)."""
+"""Card macros (CBS), matched case-insensitively.
+
+`{{char}}` (the caller passes the nickname first), `{{user}}`, `<BOT>`/`<CHAR>`/`<USER>`,
+`{{original}}`, `{{random:a,b}}` (`\\,` escapes a comma; `{{random::a::b}}` too),
+`{{pick:a,b}}` (stable for a given seed), `{{roll:N}}`/`{{roll:dN}}`, `{{reverse:a}}`; and
+`{{// …}}`, `{{hidden_key:…}}` and `{{comment:…}}` are removed. Unknown macros are left as
+they are. Inner macros expand first, so `{{random:{{char}},{{user}}}}` works.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
+from collections import Counter
+from collections.abc import Callable
 
-_CHAR = re.compile(r"\{\{char\}\}|<bot>|<char>", re.IGNORECASE)
-_USER = re.compile(r"\{\{user\}\}|<user>", re.IGNORECASE)
+MAX_PASSES = 8
+MAX_ROLL = 1_000_000
+_CHAR = re.compile(r"<bot>|<char>", re.IGNORECASE)
+_USER = re.compile(r"<user>", re.IGNORECASE)
+_COMMENT = re.compile(r"\{\{//.*?\}\}", re.DOTALL)
+_MACRO = re.compile(r"\{\{([^{}]*)\}\}")
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_ROLL = re.compile(r"d?(\d{1,7})", re.IGNORECASE)
 
 
-def expand(text: str, *, char: str, user: str) -> str:
-    """Replace the character and user placeholders with their names."""
+def _options(argument: str) -> list[str]:
+    if argument.startswith(":"):
+        return [option.strip() for option in argument[1:].split("::")]
+    return [o.replace("\\,", ",").strip() for o in _UNESCAPED_COMMA.split(argument)]
+
+
+def _roll(argument: str, original: str) -> str:
+    match = _ROLL.fullmatch(argument.strip())
+    if match is None or not 1 <= int(match.group(1)) <= MAX_ROLL:
+        return original
+    return str(secrets.randbelow(int(match.group(1))) + 1)
+
+
+def _stable_choice(options: list[str], key: str) -> str:
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return options[int.from_bytes(digest[:8], "big") % len(options)]
+
+
+def _replacer(
+    *, char: str, user: str, original: str, seed: str, keep_comments: bool
+) -> Callable[[re.Match[str]], str]:
+    picks: Counter[str] = Counter()
+    plain = {"char": char, "user": user, "original": original}
+
+    def replace(match: re.Match[str]) -> str:
+        body = match.group(1)
+        name, colon, argument = body.partition(":")
+        name = name.strip().lower()
+        if not colon:
+            if name.startswith("//"):
+                return ""
+            return plain.get(name, match.group(0))
+        if name == "random":
+            return secrets.choice(_options(argument))
+        if name == "pick":
+            picks[argument] += 1
+            return _stable_choice(_options(argument), f"{seed}\x00{argument}\x00{picks[argument]}")
+        if name == "roll":
+            return _roll(argument, match.group(0))
+        if name == "reverse":
+            return argument[::-1]
+        if name == "hidden_key":
+            return ""
+        if name == "comment":
+            return argument.strip() if keep_comments else ""
+        return match.group(0)
+
+    return replace
+
+
+def expand(
+    text: str,
+    *,
+    char: str,
+    user: str,
+    seed: str | None = None,
+    original: str = "",
+    keep_comments: bool = False,
+) -> str:
+    """Expand the macros in `text`.
+
+    `seed` makes `{{pick}}` stable (pass the conversation's id); without one, a pick is stable
+    for the same text. `original` is what `{{original}}` stands for in a card's system prompt
+    or post-history instructions: the app's own default, which is empty.
+    """
     if "{" not in text and "<" not in text:
         return text
     text = _CHAR.sub(lambda _m: char, text)
-    return _USER.sub(lambda _m: user, text)
+    text = _USER.sub(lambda _m: user, text)
+    if "{{" not in text:
+        return text
+    replace = _replacer(
+        char=char,
+        user=user,
+        original=original,
+        seed=text if seed is None else seed,
+        keep_comments=keep_comments,
+    )
+    text = _COMMENT.sub("", text)
+    for _ in range(MAX_PASSES):
+        expanded = _MACRO.sub(replace, text)
+        if expanded == text:
+            break
+        text = expanded
+    return text
+
+
+def strip_comments(text: str) -> str:
+    """Remove `{{// …}}` comments: they are neither sent nor scanned for lore keys."""
+    return _COMMENT.sub("", text) if "{{//" in text else text

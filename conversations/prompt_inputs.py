@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import replace
+from typing import Any, Literal
 from uuid import UUID
 
-from django.conf import settings
 from django.db.models import Prefetch
 
-from characters.models import Character, Persona, SampleDialogue, Scene
+from characters.models import Character, Lorebook, LorebookEntry, Persona, SampleDialogue, Scene
+from conversations.llm.factory import context_tokens
+from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompts import CharacterSpec, HistoryTurn, PersonaSpec, PromptInput, SceneSpec
+from conversations.tokens import CALL_OVERHEAD_TOKENS
 
 # The budget trims far below this; the cap only bounds what one query loads.
 HISTORY_FETCH_LIMIT = 400
 PREVIEW_USER_TEXT = "Hello!"
+# Lore may fill at most this share of the prompt's budget (a book's own budget may be lower).
+LORE_BUDGET_SHARE = 0.25
 
 
 def character_spec(character: Character) -> CharacterSpec:
@@ -42,6 +47,61 @@ def scene_spec(scene: Scene | None) -> SceneSpec | None:
     return SceneSpec(name=scene.name, description=scene.description)
 
 
+def _flag(extensions: Any, key: str) -> bool:
+    return isinstance(extensions, dict) and extensions.get(key) is True
+
+
+def _lore_entry(entry: LorebookEntry) -> LoreEntry:
+    # SillyTavern keeps its selective logic and recursion switches in the entry's extensions.
+    logic = entry.extensions.get("selectiveLogic") if isinstance(entry.extensions, dict) else 0
+    return LoreEntry(
+        id=entry.pk,
+        keys=tuple(entry.keys),
+        content=entry.content,
+        secondary_keys=tuple(entry.secondary_keys),
+        enabled=entry.enabled,
+        constant=entry.constant,
+        selective=entry.selective,
+        selective_logic=logic if logic in (0, 1, 2, 3) else 0,
+        case_sensitive=entry.case_sensitive,
+        use_regex=entry.use_regex,
+        insertion_order=entry.insertion_order,
+        priority=entry.priority,
+        position=entry.position,
+        name=entry.name or entry.comment[:80],
+        exclude_recursion=_flag(entry.extensions, "exclude_recursion"),
+        prevent_recursion=_flag(entry.extensions, "prevent_recursion"),
+    )
+
+
+def lorebook_spec(*, character_id: int) -> LoreBook | None:
+    """The character's lorebook with its enabled entries, or None."""
+    book = Lorebook.objects.filter(character_id=character_id).first()
+    if book is None:
+        return None
+    entries = book.entries.filter(enabled=True).order_by("insertion_order", "id")
+    return LoreBook(
+        entries=tuple(_lore_entry(e) for e in entries),
+        scan_depth=book.scan_depth,
+        token_budget=book.token_budget,
+        recursive_scanning=book.recursive_scanning,
+    )
+
+
+def with_lore(spec: PromptInput, *, character_id: int) -> tuple[PromptInput, LoreResult]:
+    """Add the lorebook entries the recent history fires; report which fired and which fit."""
+    book = lorebook_spec(character_id=character_id)
+    if book is None:
+        return spec, LoreResult()
+    prompt_budget = max(spec.context_tokens - spec.reply_tokens - CALL_OVERHEAD_TOKENS, 0)
+    result = apply_lorebook(
+        book,
+        messages=[turn.content for turn in spec.history],
+        budget_tokens=int(prompt_budget * LORE_BUDGET_SHARE),
+    )
+    return replace(spec, lore=result.texts), result
+
+
 def prompt_input_for_new_conversation(
     *,
     character: Character,
@@ -50,24 +110,47 @@ def prompt_input_for_new_conversation(
     user_text: str = PREVIEW_USER_TEXT,
 ) -> PromptInput:
     """What a new conversation's first reply would be built from (the admin preview)."""
+    return prompt_preview_for_new_conversation(
+        character=character, persona=persona, scene=scene, user_text=user_text
+    )[0]
+
+
+def prompt_preview_for_new_conversation(
+    *,
+    character: Character,
+    persona: Persona | None = None,
+    scene: Scene | None = None,
+    user_text: str = PREVIEW_USER_TEXT,
+) -> tuple[PromptInput, LoreResult]:
+    """The new conversation's prompt input, and the lorebook entries that fired for it."""
     opening = (scene.opening_line if scene and scene.opening_line else "") or character.greeting
     history: list[HistoryTurn] = []
     if opening:
         history.append(HistoryTurn(role="assistant", content=opening, name=character.name))
     history.append(HistoryTurn(role="user", content=user_text, name=persona_spec(persona).name))
-    return PromptInput(
+    spec = PromptInput(
         character=character_spec(character),
         persona=persona_spec(persona),
         scene=scene_spec(scene),
         history=tuple(history),
-        context_tokens=settings.M2HER_CONTEXT_TOKENS,
+        context_tokens=context_tokens(),
         reply_tokens=character.default_max_tokens,
     )
+    return with_lore(spec, character_id=character.pk)
 
 
 def prompt_input_for_conversation(
     *, conversation_id: UUID, continue_last: bool = False
 ) -> PromptInput:
+    """The prompt input for the next reply (with the lore its history fires)."""
+    return prompt_preview_for_conversation(
+        conversation_id=conversation_id, continue_last=continue_last
+    )[0]
+
+
+def prompt_preview_for_conversation(
+    *, conversation_id: UUID, continue_last: bool = False
+) -> tuple[PromptInput, LoreResult]:
     """The prompt input for the next reply: the visible history, newest turn last.
 
     Failed replies and empty placeholders are left out; a stopped reply counts as said.
@@ -93,15 +176,16 @@ def prompt_input_for_conversation(
     history = tuple(
         HistoryTurn(role=_role(role), content=content, name=name) for role, name, content in rows
     )
-    return PromptInput(
+    spec = PromptInput(
         character=character_spec(conversation.character),
         persona=persona_spec(conversation.persona),
         scene=scene_spec(conversation.scene),
         history=history,
         continue_last=continue_last,
-        context_tokens=settings.M2HER_CONTEXT_TOKENS,
+        context_tokens=context_tokens(),
         reply_tokens=conversation.character.default_max_tokens,
     )
+    return with_lore(spec, character_id=conversation.character_id)
 
 
 def _role(value: str) -> Literal["user", "assistant"]:

@@ -125,11 +125,11 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
                 spec.character.name,
             ),
         ),
-        (
-            "persona",
-            _message("user_system", expand(spec.persona.description, char=char, user=user), user),
-        ),
     ]
+    persona_text = expand(spec.persona.description.strip(), char=char, user=user)
+    if persona_text:
+        # Without a description the persona is only a name, which every user turn carries.
+        head.append(("persona", _message("user_system", persona_text, user)))
     if spec.scene is not None:
         scene_text = expand(spec.scene.description, char=char, user=user)
         head.append(("scene", _message("group", scene_text, spec.scene.name)))

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractUser
+from django.db import transaction
 
 from characters.models import Character, Persona, SampleDialogue, Scene, Visibility
+from conversations.models import Conversation, Role, Turn
+from conversations.services.conversations import conversation_create
+from conversations.services.sequence import conversation_allocate_seq
 
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-9"
 
 
+@functools.cache
+def _password_hash() -> str:
+    # Hashing with the real hasher costs most of a second; every test user shares one hash.
+    return make_password(PASSWORD)
+
+
 def make_user(username: str | None = None, **extra: Any) -> AbstractUser:
     username = username or f"user{next(_counter)}"
     user: AbstractUser = get_user_model().objects.create_user(
-        username=username, email=f"{username}@example.com", password=PASSWORD, **extra
+        username=username, email=f"{username}@example.com", password=None, **extra
     )
+    user.password = _password_hash()
+    user.save(update_fields=["password"])
     return user
 
 
@@ -34,7 +48,7 @@ def make_character(
     owner = owner or make_user()
     n = next(_counter)
     character = Character(
-        owner=owner,
+        owner_id=owner.pk,
         slug=fields.pop("slug", f"{name.lower().replace(' ', '-')}-{n}"),
         name=name,
         tagline=fields.pop("tagline", f"{name} the test character"),
@@ -66,8 +80,58 @@ def make_character(
 
 def make_persona(owner: AbstractUser, *, name: str = "Sam", **fields: Any) -> Persona:
     persona = Persona(
-        owner=owner, name=name, description=fields.pop("description", "A traveller."), **fields
+        owner_id=owner.pk,
+        name=name,
+        description=fields.pop("description", "A traveller."),
+        **fields,
     )
     persona.full_clean()
     persona.save()
     return persona
+
+
+def make_conversation(
+    owner: AbstractUser,
+    character: Character | None = None,
+    *,
+    persona: Persona | None = None,
+    scene: Scene | None = None,
+) -> Conversation:
+    """A conversation started through the service, with its greeting turns."""
+    character = character or make_character(owner)
+    return conversation_create(owner=owner, character=character, persona=persona, scene=scene)
+
+
+def make_turns(conversation: Conversation, count: int, *, text: str = "line") -> list[Turn]:
+    """Append `count` active turns, alternating user and assistant; a reply's parent is the
+    user turn before it. Bulk-inserted, so thousands are cheap."""
+    with transaction.atomic():
+        first = conversation_allocate_seq(conversation_id=conversation.pk, count=count)
+        seqs = range(first, first + count)
+        users = Turn.objects.bulk_create(
+            Turn(
+                conversation=conversation,
+                seq=seq,
+                updated_seq=seq,
+                role=Role.USER,
+                name="Sam",
+                content=f"{text} {seq}",
+            )
+            for i, seq in enumerate(seqs)
+            if i % 2 == 0
+        )
+        by_seq = {turn.seq: turn for turn in users}
+        replies = Turn.objects.bulk_create(
+            Turn(
+                conversation=conversation,
+                seq=seq,
+                updated_seq=seq,
+                parent=by_seq[seq - 1],
+                role=Role.ASSISTANT,
+                name=conversation.character.name,
+                content=f"{text} {seq}",
+            )
+            for i, seq in enumerate(seqs)
+            if i % 2 == 1
+        )
+    return sorted([*users, *replies], key=lambda turn: turn.seq)

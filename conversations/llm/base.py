@@ -36,6 +36,8 @@ class GenerationParams:
 class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Some final frames report only the total; it is kept as given.
+    total_tokens: int | None = None
 
 
 @dataclass(frozen=True)

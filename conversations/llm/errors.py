@@ -49,14 +49,20 @@ class LLMError(Exception):
         retry_after: float | None = None,
         provider_code: int | None = None,
         detail: str = "",
+        retryable: bool | None = None,
     ) -> None:
         self.code = code
         self.message = message or DEFAULT_MESSAGES[code]
         self.retry_after = retry_after
         self.provider_code = provider_code
         self.detail = detail
+        # Some failures of a retryable class are not worth retrying (a quota that resets hours
+        # later); the provider's code decides that, not the class.
+        self._retryable = retryable
         super().__init__(f"{code}: {self.message}")
 
     @property
     def retryable(self) -> bool:
+        if self._retryable is not None:
+            return self._retryable
         return self.code in RETRYABLE_CODES

@@ -1,0 +1,133 @@
+"""Exporting a character as a V3 card: PNG (with a V2 `chara` backfill), JSON or CHARX."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from characters.cards import charx, png
+from characters.cards.jsonsafe import dump_json
+from characters.cards.lorebooks import BOOK_COLUMNS, ENTRY_COLUMNS
+from characters.cards.schema import COLUMNS, build_card
+from characters.models import Character, Lorebook
+
+FORMATS = ("png", "json", "charx")
+CONTENT_TYPES = {"png": "image/png", "json": "application/json", "charx": "application/zip"}
+_CHARACTER_COLUMNS = (
+    *COLUMNS.values(),
+    "tagline",
+    "default_temperature",
+    "default_top_p",
+    "default_max_tokens",
+    "card_extras",
+)
+MAIN_ICON_DIR = "assets/icon/images/"
+
+
+@dataclass(frozen=True)
+class CardFile:
+    content: bytes
+    filename: str
+    content_type: str
+
+
+def _book(character: Character) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    try:
+        book = character.lorebook
+    except Lorebook.DoesNotExist:
+        return None
+    values = {column: getattr(book, column) for column in (*BOOK_COLUMNS, "card_extras")}
+    entries = [
+        {column: getattr(entry, column) for column in (*ENTRY_COLUMNS, "card_extras")}
+        for entry in book.entries.order_by("pk")
+    ]
+    return values, entries
+
+
+def card_object(character: Character, *, version: int = 3) -> dict[str, Any]:
+    """The character's card as a JSON-ready object (V3, or V2 for the PNG backfill)."""
+    values = {column: getattr(character, column) for column in _CHARACTER_COLUMNS}
+    samples = [
+        (s.user_line, s.character_line)
+        for s in character.sample_dialogues.order_by("position", "id")
+    ]
+    return build_card(
+        values,
+        samples,
+        _book(character),
+        version=version,
+        now=int(timezone.now().timestamp()),
+        created=int(character.created_at.timestamp()),
+    )
+
+
+def _avatar_bytes(character: Character) -> bytes | None:
+    if not character.avatar:
+        return None
+    with character.avatar.open("rb") as file:
+        content: bytes = file.read()
+    return content
+
+
+def _b64(card: dict[str, Any]) -> str:
+    return base64.b64encode(dump_json(card).encode("utf-8")).decode("ascii")
+
+
+def _png(character: Character) -> bytes:
+    avatar = _avatar_bytes(character)
+    image = png.as_png(avatar) if avatar else png.placeholder_png(character.name)
+    texts = {"chara": _b64(card_object(character, version=2)), "ccv3": _b64(card_object(character))}
+    return png.with_card_texts(image, texts)
+
+
+def _main_icon_path(card: dict[str, Any], extension: str) -> str:
+    """Where the avatar goes in the archive; the card's `main` icon asset is made to point there."""
+    data = card["data"]
+    assets = data.get("assets")
+    if not isinstance(assets, list):
+        assets = data["assets"] = []
+    for asset in assets:
+        if isinstance(asset, dict) and asset.get("type") == "icon" and asset.get("name") == "main":
+            path = charx.embedded_path(asset.get("uri"))
+            if path is not None:
+                return path
+            asset.update(uri=f"{charx.EMBEDDED_PREFIX}{MAIN_ICON_DIR}main.{extension}")
+            asset.update(ext=extension)
+            return f"{MAIN_ICON_DIR}main.{extension}"
+    path = f"{MAIN_ICON_DIR}main.{extension}"
+    icon = {"type": "icon", "uri": f"{charx.EMBEDDED_PREFIX}{path}", "name": "main"}
+    assets.append({**icon, "ext": extension})
+    return path
+
+
+def _charx(character: Character) -> bytes:
+    card = card_object(character)
+    files: dict[str, bytes] = {}
+    for asset in character.card_assets.all():
+        with asset.file.open("rb") as file:
+            files[asset.path] = file.read()
+    avatar = _avatar_bytes(character)
+    if avatar is not None:
+        extension = "png" if png.is_png(avatar) else character.avatar.name.rsplit(".", 1)[-1]
+        path = _main_icon_path(card, extension.lower())
+        unchanged = character.card_extras.get("avatar_sha256") == hashlib.sha256(avatar).hexdigest()
+        if not (unchanged and path in files):
+            files[path] = avatar
+    return charx.write_archive(dump_json(card).encode("utf-8"), files)
+
+
+def card_export(*, character: Character, fmt: str) -> CardFile:
+    """Render the character as a card file in `fmt` (png, json or charx)."""
+    if fmt == "png":
+        content = _png(character)
+    elif fmt == "charx":
+        content = _charx(character)
+    elif fmt == "json":
+        content = dump_json(card_object(character)).encode("utf-8")
+    else:
+        raise ValueError(f"Unknown card format: {fmt}")
+    return CardFile(content, f"{character.slug}.{fmt}", CONTENT_TYPES[fmt])

@@ -1,0 +1,164 @@
+"""Read-mostly admin for operators: conversations with their usage, and their turns.
+
+Superusers see every conversation; any other staff user sees only their own (and needs the
+model permissions to see even those). Turns are written by the chat services only.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.db.models import Count, QuerySet, Sum
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from conversations.models import Conversation, Turn
+
+# Django's classes are generic only in the type stubs, so parametrise them for the checker alone.
+if TYPE_CHECKING:
+    _ConversationModelAdmin = admin.ModelAdmin[Conversation]
+    _TurnModelAdmin = admin.ModelAdmin[Turn]
+else:
+    _ConversationModelAdmin = _TurnModelAdmin = admin.ModelAdmin
+
+
+def _owns(request: HttpRequest, owner_id: int) -> bool:
+    return request.user.is_superuser or owner_id == request.user.pk
+
+
+@admin.register(Conversation)
+class ConversationAdmin(_ConversationModelAdmin):
+    list_display = (
+        "__str__",
+        "owner",
+        "character",
+        "turn_count",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "updated_at",
+    )
+    list_select_related = ("owner", "character")
+    list_filter = ("created_at", "updated_at")
+    search_fields = ("title", "character__name", "owner__username")
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "title",
+        "owner",
+        "character",
+        "persona",
+        "scene",
+        "last_seq",
+        "created_at",
+        "updated_at",
+        "turns_link",
+    )
+    readonly_fields = tuple(f for f in fields if f != "title")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        queryset = (
+            super()
+            .get_queryset(request)
+            .annotate(
+                turns_total=Count("turns"),
+                prompt_tokens_total=Sum("turns__prompt_tokens"),
+                completion_tokens_total=Sum("turns__completion_tokens"),
+                cost_total=Sum("turns__cost_usd"),
+            )
+        )
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(owner_id=request.user.pk)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # conversations start from a character page, which writes the greeting
+
+    def has_view_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
+        allowed = super().has_view_permission(request, obj)
+        return allowed and (obj is None or _owns(request, obj.owner_id))
+
+    def has_change_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or _owns(request, obj.owner_id))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or _owns(request, obj.owner_id))
+
+    @admin.display(description="Turns", ordering="turns_total")
+    def turn_count(self, obj: Any) -> int:
+        return int(obj.turns_total)
+
+    @admin.display(description="Prompt tokens", ordering="prompt_tokens_total")
+    def prompt_tokens(self, obj: Any) -> int:
+        return int(obj.prompt_tokens_total or 0)
+
+    @admin.display(description="Completion tokens", ordering="completion_tokens_total")
+    def completion_tokens(self, obj: Any) -> int:
+        return int(obj.completion_tokens_total or 0)
+
+    @admin.display(description="Cost (USD)", ordering="cost_total")
+    def cost(self, obj: Any) -> str:
+        total: Decimal | None = obj.cost_total
+        return "—" if total is None else f"${total:.4f}"
+
+    @admin.display(description="Turns")
+    def turns_link(self, obj: Conversation) -> str:
+        url = reverse("admin:conversations_turn_changelist")
+        return format_html(
+            '<a href="{}?conversation__id__exact={}">{} turns</a>',
+            url,
+            obj.pk,
+            obj.turns.count(),
+        )
+
+
+@admin.register(Turn)
+class TurnAdmin(_TurnModelAdmin):
+    """Turns are read-only here: editing one would bypass the event sequence clients sync by."""
+
+    list_display = (
+        "conversation",
+        "seq",
+        "role",
+        "name",
+        "short_content",
+        "status",
+        "active",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "error_code",
+        "created_at",
+    )
+    list_select_related = ("conversation",)
+    list_filter = ("status", "role", "active", "error_code")
+    search_fields = ("content", "name")
+    ordering = ("conversation", "seq")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Turn]:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(conversation__owner_id=request.user.pk)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Turn | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Turn | None = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Turn | None = None) -> bool:
+        allowed = super().has_view_permission(request, obj)
+        return allowed and (obj is None or _owns(request, obj.conversation.owner_id))
+
+    @admin.display(description="Content")
+    def short_content(self, obj: Turn) -> str:
+        return obj.content if len(obj.content) <= 80 else obj.content[:79] + "…"

@@ -1,0 +1,87 @@
+"""An incremental Server-Sent Events parser over raw bytes.
+
+It is on the hot path of every streamed reply, so it splits whole chunks at once instead of
+handling one line per call, and it keeps only the incomplete tail between feeds.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEEvent(NamedTuple):
+    event: str
+    data: str
+
+
+class SSEParser:
+    """Feed it byte chunks split anywhere; it returns the events completed so far."""
+
+    __slots__ = ("_data", "_event", "_started", "_tail")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._event = ""
+        self._data: list[str] = []
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buf = self._tail + chunk if self._tail else chunk
+        if not self._started:
+            if len(buf) < len(_BOM) and _BOM.startswith(buf):
+                self._tail = buf
+                return []
+            self._started = True
+            if buf.startswith(_BOM):
+                buf = buf[len(_BOM) :]
+        if b"\r" in buf:
+            # A CR at the very end may be the first half of a CRLF split across chunks.
+            if buf.endswith(b"\r"):
+                self._tail = b"\r"
+                buf = buf[:-1]
+            else:
+                self._tail = b""
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines = buf.split(b"\n")
+            self._tail = lines.pop() + self._tail
+        else:
+            lines = buf.split(b"\n")
+            self._tail = lines.pop()
+        return self._lines(lines)
+
+    def flush(self) -> list[SSEEvent]:
+        """End of stream: an event not closed by a blank line is dropped, as the spec says."""
+        self._tail = b""
+        self._event = ""
+        self._data = []
+        return []
+
+    def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(SSEEvent(self._event, "\n".join(data)))
+                    data = self._data = []
+                self._event = ""
+            elif line.startswith(b"data:"):
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                data.append(value.decode("utf-8", "replace"))
+            elif line[0] == 0x3A:  # ":" starts a comment (keep-alive pings)
+                continue
+            else:
+                self._field(line, data)
+        return events
+
+    def _field(self, line: bytes, data: list[str]) -> None:
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        elif name == b"data":
+            data.append(value.decode("utf-8", "replace"))
+        # `id` and `retry` mean nothing to a one-shot model stream; unknown fields are ignored.

@@ -1,0 +1,145 @@
+"""Reads of conversations, their turns and usage, always scoped to the asking user."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Substr, TruncMonth
+from django.http import Http404
+
+from conversations.models import Conversation, Role, Turn
+
+SNIPPET_CHARS = 160
+TURN_PAGE_DEFAULT = 50
+TURN_PAGE_MAX = 200
+TURN_FIELDS = ("id", "seq", "role", "name", "content", "status", "finish_reason", "created_at")
+
+
+def conversation_get_for_user(*, conversation_id: UUID | str, user: Any) -> Conversation:
+    """Return the user's conversation; a missing one and another user's one are both a 404."""
+    if not getattr(user, "is_authenticated", False):
+        raise Http404("No such conversation.")
+    try:
+        return Conversation.objects.select_related("character", "persona", "scene").get(
+            pk=conversation_id, owner_id=user.pk
+        )
+    except (Conversation.DoesNotExist, ValidationError, ValueError):
+        raise Http404("No such conversation.") from None
+
+
+def conversation_list_for_user(*, user: Any) -> QuerySet[Conversation]:
+    """The user's conversations, most recently active first, each with its last message."""
+    last_turn = Turn.objects.filter(conversation=OuterRef("pk"), active=True).order_by("-seq")
+    return (
+        Conversation.objects.filter(owner_id=user.pk)
+        .select_related("character")
+        .annotate(
+            last_message=Substr(Subquery(last_turn.values("content")[:1]), 1, SNIPPET_CHARS),
+            last_role=Subquery(last_turn.values("role")[:1]),
+        )
+        .order_by("-updated_at", "-created_at")
+    )
+
+
+@dataclass(frozen=True)
+class TurnPage:
+    turns: list[dict[str, Any]]
+    has_more: bool
+
+
+def turn_page_for_conversation(
+    *, conversation: Conversation, before_seq: int | None = None, limit: int = TURN_PAGE_DEFAULT
+) -> TurnPage:
+    """The newest `limit` active turns below `before_seq`, returned in ascending `seq` order.
+
+    Assistant turns carry `candidate_index` (0-based, by `seq`) and `candidate_count` among their
+    siblings (same parent and role), so a client can draw swipe controls.
+    """
+    limit = max(1, min(limit, TURN_PAGE_MAX))
+    rows = Turn.objects.filter(conversation=conversation, active=True)
+    if before_seq is not None:
+        rows = rows.filter(seq__lt=before_seq)
+    # One row more than asked tells whether an older page exists without a COUNT.
+    page = list(rows.order_by("-seq").values(*TURN_FIELDS, "parent_id")[: limit + 1])
+    has_more = len(page) > limit
+    page = page[:limit]
+    page.reverse()
+    _add_candidates(conversation, page)
+    for row in page:
+        del row["parent_id"]
+    return TurnPage(turns=page, has_more=has_more)
+
+
+def _add_candidates(conversation: Conversation, page: list[dict[str, Any]]) -> None:
+    replies = [row for row in page if row["role"] == Role.ASSISTANT]
+    if not replies:
+        return
+    parents = {row["parent_id"] for row in replies}
+    assistant_turns = Turn.objects.filter(role=Role.ASSISTANT).order_by()
+    # A parent belongs to one conversation, so children are found by parent alone (the
+    # sibling index); roots (greetings) need the conversation. Separate branches of one UNION
+    # let each use its own index where an OR would make the planner scan the conversation.
+    branches = []
+    children = [p for p in parents if p is not None]
+    if children:
+        branches.append(assistant_turns.filter(parent_id__in=children))
+    if None in parents:
+        branches.append(assistant_turns.filter(conversation=conversation, parent__isnull=True))
+    sibling_rows = branches[0].values_list("parent_id", "seq")
+    if len(branches) > 1:
+        sibling_rows = sibling_rows.union(branches[1].values_list("parent_id", "seq"), all=True)
+    siblings: dict[int | None, list[int]] = defaultdict(list)
+    for parent_id, seq in sorted(sibling_rows, key=lambda row: row[1]):
+        siblings[parent_id].append(seq)
+    for row in replies:
+        seqs = siblings[row["parent_id"]]
+        row["candidate_index"] = seqs.index(row["seq"])
+        row["candidate_count"] = len(seqs)
+
+
+@dataclass(frozen=True)
+class Usage:
+    replies: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+
+def usage_months_for_user(*, user: Any) -> list[dt.date]:
+    """The months (first day, UTC) in which the user's conversations had any turns, newest first."""
+    months = (
+        Turn.objects.filter(conversation__owner_id=user.pk)
+        .annotate(month=TruncMonth("created_at"))
+        .values_list("month", flat=True)
+        .distinct()
+        .order_by("-month")
+    )
+    return [m.date() if isinstance(m, dt.datetime) else m for m in months]
+
+
+def usage_for_user(*, user: Any, month: dt.date | None = None) -> Usage:
+    """Tokens and cost of all the user's replies (every candidate counts), for a month or ever."""
+    turns = Turn.objects.filter(conversation__owner_id=user.pk)
+    if month is not None:
+        start = dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
+        end = dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=dt.UTC)
+        turns = turns.filter(created_at__gte=start, created_at__lt=end)
+    totals = turns.aggregate(
+        replies=Count("id", filter=Q(role=Role.ASSISTANT, completion_tokens__isnull=False)),
+        prompt_tokens=Sum("prompt_tokens"),
+        completion_tokens=Sum("completion_tokens"),
+        cost_usd=Sum("cost_usd"),
+    )
+    return Usage(
+        replies=totals["replies"] or 0,
+        prompt_tokens=totals["prompt_tokens"] or 0,
+        completion_tokens=totals["completion_tokens"] or 0,
+        cost_usd=totals["cost_usd"] or Decimal(0),
+    )

@@ -1,0 +1,86 @@
+"""Starting and deleting conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from characters.models import Character, Persona, Scene
+from conversations.exceptions import ConversationNotOwned, ConversationStartInvalid
+from conversations.macros import expand
+from conversations.models import Conversation
+from conversations.prompts import DEFAULT_PERSONA_NAME
+from conversations.services.greetings import turns_create_greetings
+
+TITLE_MAX_CHARS = 200
+
+
+def _start_errors(
+    *, owner: Any, character: Character, persona: Persona | None, scene: Scene | None
+) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if not character.is_visible_to(owner):
+        errors["character"] = ["No such character."]
+    if persona is not None and persona.owner_id != owner.pk:
+        errors["persona"] = ["No such persona."]
+    if scene is not None and scene.character_id != character.pk:
+        errors["scene"] = ["This scene belongs to another character."]
+    return errors
+
+
+def _opening_texts(character: Character, scene: Scene | None) -> list[str]:
+    # A scene's own opening line sets that scene; the character's generic alternates would not
+    # fit it, so they are offered as swipes only alongside the character's greeting.
+    if scene is not None and scene.opening_line.strip():
+        return [scene.opening_line]
+    return [character.greeting, *character.alternate_greetings]
+
+
+def conversation_title(character: Character, scene: Scene | None) -> str:
+    title = f"{character.name} — {scene.name}" if scene is not None else character.name
+    return title[:TITLE_MAX_CHARS]
+
+
+def conversation_create(
+    *,
+    owner: Any,
+    character: Character,
+    persona: Persona | None = None,
+    scene: Scene | None = None,
+) -> Conversation:
+    """Start a conversation with its opening reply (and alternate greetings as swipes).
+
+    Raises `ConversationStartInvalid` when the character is not visible to the owner, the
+    persona is not the owner's, or the scene belongs to another character.
+    """
+    errors = _start_errors(owner=owner, character=character, persona=persona, scene=scene)
+    if errors:
+        raise ConversationStartInvalid(errors)
+    char_name = character.nickname or character.name
+    user_name = persona.name if persona is not None else DEFAULT_PERSONA_NAME
+    texts = [
+        expand(text, char=char_name, user=user_name)
+        for text in _opening_texts(character, scene)
+        if isinstance(text, str)
+    ]
+    with transaction.atomic():
+        conversation = Conversation(
+            owner=owner,
+            character=character,
+            persona=persona,
+            scene=scene,
+            title=conversation_title(character, scene),
+        )
+        conversation.full_clean()
+        conversation.save()
+        turns_create_greetings(conversation=conversation, texts=texts, name=character.name)
+    conversation.refresh_from_db(fields=["last_seq", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, owner: Any, conversation: Conversation) -> None:
+    """Delete one of the owner's conversations with all its turns."""
+    if conversation.owner_id != owner.pk:
+        raise ConversationNotOwned("No such conversation.")
+    conversation.delete()

@@ -1,0 +1,183 @@
+"""Editing, deleting, continuing, failures and the composer's keys, in a real browser."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from conversations.models import Role, Turn, TurnStatus
+from tests.browser.pages import (
+    LONG,
+    REPLIES,
+    REPLY_TIMEOUT,
+    TURNS,
+    body_text,
+    open_chat,
+    reply_complete,
+    reply_streaming,
+    send,
+    squash,
+    visible_turns,
+)
+
+pytestmark = pytest.mark.browser
+
+USERS = "#turns > li.turn-user"
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    box = chat_page.locator("#composer-input")
+
+    box.type("line one")
+    box.press("Shift+Enter")
+    box.type("line two")
+    expect(chat_page.locator(USERS)).to_have_count(0)
+    box.press("Enter")
+
+    reply_complete(chat_page, 2)
+    expect(box).to_have_value("")
+    user = visible_turns(conversation)[1]
+    assert user.content == "line one\nline two"
+    assert chat_page.locator(f"#turn-{user.pk} .turn-body").inner_text() == "line one\nline two"
+
+
+def test_editing_a_message_answers_the_new_text_and_keeps_the_old_branch(
+    chat_page: Page, alice_chat
+):
+    _, conversation = alice_chat
+    send(chat_page, "I like tea.")
+    reply_complete(chat_page, 2)
+    old_user = visible_turns(conversation)[1]
+
+    chat_page.locator(USERS).last.get_by_role("button", name="Edit").click()
+    editor = chat_page.locator(USERS).last.locator("textarea.edit-input")
+    expect(editor).to_have_value("I like tea.")
+    editor.fill("I like coffee.")
+    chat_page.locator(USERS).last.get_by_role("button", name="Save and send").click()
+
+    expect(chat_page.locator(USERS)).to_have_count(1)
+    expect(chat_page.locator(USERS).last).to_contain_text("I like coffee.")
+    reply = reply_complete(chat_page, 2)
+    expect(reply).to_contain_text("You said: I like coffee.")
+    turns = visible_turns(conversation)
+    assert [t.content for t in turns[1:]] == ["I like coffee.", "You said: I like coffee."]
+    old_user.refresh_from_db()
+    assert old_user.active is False
+    expect(chat_page.locator(TURNS)).to_have_count(3)
+
+
+def test_editing_a_reply_replaces_its_text(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "Hello!")
+    reply = reply_complete(chat_page, 2)
+
+    reply.get_by_role("button", name="Edit").click()
+    reply.locator("textarea.edit-input").fill("*nods* Better words.")
+    reply.get_by_role("button", name="Save").click()
+
+    expect(reply.locator(".turn-body em")).to_have_text("nods")
+    expect(reply.locator(".turn-body")).to_have_text("nods Better words.")
+    assert visible_turns(conversation)[-1].content == "*nods* Better words."
+
+
+def test_deleting_a_message_asks_first_then_hides_it(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "Forget I said this.")
+    reply_complete(chat_page, 2)
+    user = chat_page.locator(USERS).last
+
+    user.get_by_role("button", name="Delete").click()
+    user.get_by_role("button", name="Keep").click()
+    expect(chat_page.locator(USERS)).to_have_count(1)
+    user.get_by_role("button", name="Delete").click()
+    user.get_by_role("button", name="Delete").click()
+
+    expect(chat_page.locator(USERS)).to_have_count(0)
+    stored = Turn.objects.get(conversation=conversation, role=Role.USER)
+    assert stored.active is False
+    chat_page.reload()
+    expect(chat_page.locator(USERS)).to_have_count(0)
+
+
+def test_a_failed_reply_shows_why_and_retry_answers(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "Knock knock [[fail=1]][[auth]]")
+
+    reply = chat_page.locator(REPLIES).nth(1)
+    expect(reply).to_have_class(re.compile(r"\bis-failed\b"), timeout=REPLY_TIMEOUT)
+    failed = visible_turns(conversation)[-1]
+    assert failed.status == TurnStatus.FAILED
+    expect(reply.locator(".turn-error")).to_have_text(failed.error_message)
+    reply.get_by_role("button", name="Retry").click()
+
+    reply = reply_complete(chat_page, 2)
+    expect(reply).to_contain_text("You said: Knock knock")
+    expect(chat_page.locator(".turn-error")).to_have_count(0)
+
+
+def test_a_refused_reply_explains_the_content_filter(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "Something the provider refuses [[input_flag]]")
+
+    reply = chat_page.locator(REPLIES).nth(1)
+    expect(reply).to_have_class(re.compile(r"\bis-failed\b"), timeout=REPLY_TIMEOUT)
+    expect(reply.locator(".turn-hint")).to_contain_text("safety filter")
+    failed = visible_turns(conversation)[-1]
+    assert failed.error_code == "content_filtered"
+    chat_page.reload()
+    expect(chat_page.locator(REPLIES).nth(1).locator(".turn-hint")).to_contain_text("safety filter")
+
+
+def test_a_reply_cut_at_the_length_limit_offers_to_continue(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "Go on and on [[length]]")
+    reply = reply_complete(chat_page, 2)
+    expect(reply.locator(".turn-meta")).to_contain_text("cut off")
+    before = visible_turns(conversation)[-1]
+    assert before.finish_reason == "length"
+
+    continue_button = reply.get_by_role("button", name="Continue")
+    expect(continue_button).to_have_class(re.compile(r"\bprimary\b"))
+    continue_button.click()
+
+    expect(reply).to_have_class(re.compile(r"\bis-streaming\b"), timeout=REPLY_TIMEOUT)
+    expect(reply).to_have_class(re.compile(r"\bis-complete\b"), timeout=REPLY_TIMEOUT)
+    after = visible_turns(conversation)[-1]
+    assert after.content.startswith(before.content)
+    assert len(after.content) > len(before.content)
+    assert body_text(chat_page, after.pk) == squash(after.content)
+
+
+def test_a_message_sent_while_a_reply_streams_waits_its_turn(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, f"First question. {LONG}")
+    reply_streaming(chat_page, 2)
+
+    send(chat_page, "Second question.")
+
+    queued = chat_page.locator("#turns > li.is-pending")
+    expect(queued).to_contain_text("queued")
+    expect(queued).to_have_count(0, timeout=REPLY_TIMEOUT)
+    reply_complete(chat_page, 3)
+    expect(chat_page.locator(REPLIES).nth(2)).to_contain_text("You said: Second question.")
+    users = [t.content for t in visible_turns(conversation) if t.role == Role.USER]
+    assert users == [f"First question. {LONG}", "Second question."]
+    assert len(visible_turns(conversation)[2].content.split()) == 80
+
+
+def test_two_tabs_show_the_same_conversation_live(chat_page: Page, new_page, alice_chat):
+    _, conversation = alice_chat
+    other = new_page(context=chat_page.context)
+    open_chat(other, conversation)
+
+    send(chat_page, f"Both tabs should see this. {LONG}")
+
+    reply_streaming(other, 2)
+    expect(other.locator(USERS)).to_contain_text("Both tabs should see this.")
+    reply_complete(other, 2)
+    reply_complete(chat_page, 2)
+    stored = visible_turns(conversation)[-1]
+    assert body_text(other, stored.pk) == body_text(chat_page, stored.pk) == squash(stored.content)

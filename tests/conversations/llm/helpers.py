@@ -1,0 +1,81 @@
+"""Shared helpers for driving backends in tests."""
+
+import httpx
+
+from conversations.llm.base import ChatMessage, Completion, GenerationParams, TextDelta
+from conversations.llm.errors import LLMError
+from conversations.llm.m2her import m2her_backend
+from conversations.llm.transport import ClientPool, HttpSettings
+
+MESSAGES: list[ChatMessage] = [
+    {"role": "system", "content": "Mira keeps the lighthouse.", "name": "Mira"},
+    {"role": "user_system", "content": "A traveller.", "name": "Sam"},
+    {"role": "group", "content": "The lamp room.", "name": "Storm"},
+    {"role": "sample_message_user", "content": "Is it loud?", "name": "Sam"},
+    {"role": "sample_message_ai", "content": "Always.", "name": "Mira"},
+    {"role": "assistant", "content": "Welcome up!", "name": "Mira"},
+    {"role": "user", "content": "Hello there", "name": "Sam"},
+]
+
+FAST = HttpSettings(
+    connect_timeout=2.0,
+    first_byte_timeout=2.0,
+    idle_timeout=1.0,
+    max_retries=2,
+    retry_after_cap=2.0,
+    retry_base_delay=0.01,
+)
+
+
+def user_says(text, history=MESSAGES[:-1]) -> list[ChatMessage]:
+    last: ChatMessage = {"role": "user", "content": text, "name": "Sam"}
+    return [*history, last]
+
+
+async def run_stream(backend, messages=MESSAGES, params=None):
+    """Consume a stream: (texts of the deltas, the completion or None, the error or None)."""
+    texts, completion, error = [], None, None
+    try:
+        async for event in backend.stream(messages, params or GenerationParams()):
+            if isinstance(event, TextDelta):
+                texts.append(event.text)
+            else:
+                assert isinstance(event, Completion)
+                assert completion is None, "exactly one Completion"
+                completion = event
+    except LLMError as exc:
+        error = exc
+    return texts, completion, error
+
+
+def recorded_backend(
+    body,
+    *,
+    style="chat_completions",
+    status=200,
+    content_type="text/event-stream",
+    headers=None,
+    chunk_size=7,
+    http=FAST,
+):
+    """A backend whose HTTP exchanges replay `body`, split into small chunks."""
+    seen = []
+
+    async def pieces():
+        for start in range(0, len(body), chunk_size):
+            yield body[start : start + chunk_size]
+
+    def handler(request):
+        seen.append(request)
+        return httpx.Response(
+            status, headers={"content-type": content_type, **(headers or {})}, content=pieces()
+        )
+
+    backend = m2her_backend(
+        base_url="https://api.example.test",
+        api_key="sk-test",
+        api_style=style,
+        http=http,
+        clients=ClientPool(http, transport=httpx.MockTransport(handler)),
+    )
+    return backend, seen

@@ -1,0 +1,259 @@
+"""Recorded upstream streams of every wire style and quirk, parsed to exact results."""
+
+import json
+
+import pytest
+
+from conversations.llm.base import Usage
+from conversations.llm.errors import ErrorCode
+from conversations.llm.transport import HttpSettings
+from tests.conversations.llm import recordings as rec
+from tests.conversations.llm.helpers import recorded_backend, run_stream
+
+FAST_NO_RETRY = HttpSettings(max_retries=0, retry_base_delay=0.01)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+async def test_trailing_usage_chunk_gives_text_finish_and_usage(chunk_size):
+    backend, _ = recorded_backend(rec.CHAT_USAGE_CHUNK, chunk_size=chunk_size)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert texts == ["Hello", " there,", " traveller."]
+    assert completion.text == "Hello there, traveller."
+    assert completion.finish_reason == "stop"
+    assert completion.usage == Usage(prompt_tokens=176, completion_tokens=23, total_tokens=199)
+    assert completion.model == "M2-her"
+
+
+async def test_stream_that_ends_after_the_finish_chunk_is_complete():
+    backend, _ = recorded_backend(rec.CHAT_BARE_END)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert "".join(texts) == completion.text == "你好！有什么可以帮助你的吗？"
+    assert completion.usage == Usage()
+
+
+async def test_native_final_frame_repeating_the_reply_is_not_appended_twice():
+    backend, _ = recorded_backend(rec.NATIVE_FINAL_FRAME, style="chatcompletion_v2")
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert texts == ["你好", "！有什么可以帮助你的吗？"]
+    assert completion.text == "你好！有什么可以帮助你的吗？"
+    assert completion.usage == Usage(total_tokens=73)
+
+
+async def test_final_frame_alone_provides_the_whole_reply_once():
+    backend, _ = recorded_backend(rec.FINAL_FRAME_ONLY, style="chatcompletion_v2")
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert texts == ["All at once."]
+    assert completion.text == "All at once."
+    assert completion.usage.prompt_tokens == 180
+
+
+async def test_done_marker_ends_the_stream():
+    backend, _ = recorded_backend(rec.WITH_DONE)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert texts == ["Hi", "!"]
+    assert completion.text == "Hi!"
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 4096])
+async def test_leading_think_block_is_stripped_even_when_split(chunk_size):
+    backend, _ = recorded_backend(rec.THINK_SPLIT, chunk_size=chunk_size)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert "".join(texts) == completion.text == "Hello back!"
+    assert "think" not in "".join(texts)
+
+
+async def test_finish_reason_length_is_reported():
+    backend, _ = recorded_backend(rec.LENGTH)
+
+    _, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert completion.text == "Once upon a time"
+    assert completion.finish_reason == "length"
+
+
+async def test_stream_ending_without_finish_is_truncated_after_its_deltas():
+    backend, _ = recorded_backend(rec.ENDS_WITHOUT_FINISH)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert texts == ["Half a", " reply"]
+    assert completion is None
+    assert error.code == ErrorCode.TRUNCATED
+    assert error.retryable
+
+
+async def test_empty_reply_with_input_flag_is_content_filtered_naming_the_type():
+    backend, _ = recorded_backend(rec.INPUT_FLAGGED_EMPTY)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert texts == []
+    assert completion is None
+    assert error.code == ErrorCode.CONTENT_FILTERED
+    assert "pornography" in error.message
+    assert "your message" in error.message
+    assert not error.retryable
+
+
+async def test_flagged_reply_with_text_completes_and_carries_the_flag():
+    backend, _ = recorded_backend(rec.OUTPUT_FLAGGED_TEXT)
+
+    _, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert completion.text == "Let's talk about something else."
+    assert completion.sensitivity.output_flagged
+    assert completion.sensitivity.output_type == 5
+
+
+async def test_error_chunk_mid_stream_raises_after_the_deltas_already_sent():
+    backend, seen = recorded_backend(rec.MID_STREAM_BASE_RESP)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert texts == ["Sure,", " here"]
+    assert completion is None
+    assert error.code == ErrorCode.CONTENT_FILTERED
+    assert error.provider_code == 1027
+    assert len(seen) == 1
+
+
+async def test_error_envelope_chunk_mid_stream_is_classified_by_its_code():
+    backend, _ = recorded_backend(rec.MID_STREAM_ERROR_ENVELOPE)
+
+    texts, _, error = await run_stream(backend)
+
+    assert texts == ["Sure,"]
+    assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
+    assert error.provider_code == 1000
+
+
+async def test_http_200_json_body_with_base_resp_error_is_an_error():
+    body = json.dumps({"base_resp": {"status_code": 1008, "status_msg": "insufficient balance"}})
+    backend, _ = recorded_backend(
+        body.encode(), style="chatcompletion_v2", content_type="application/json"
+    )
+
+    texts, _, error = await run_stream(backend)
+
+    assert texts == []
+    assert error.code == ErrorCode.INSUFFICIENT_BALANCE
+    assert not error.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "envelope", "expected"),
+    [
+        (
+            401,
+            {
+                "type": "error",
+                "error": {
+                    "type": "authorized_error",
+                    "message": "login fail: Please carry the API secret key (1004)",
+                    "http_code": "401",
+                },
+                "request_id": "0634",
+            },
+            ErrorCode.AUTH,
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "invalid params, invalid chat setting (2013)",
+                    "type": "bad_request_error",
+                    "param": "",
+                    "code": None,
+                }
+            },
+            ErrorCode.BAD_REQUEST,
+        ),
+        (
+            500,
+            {
+                "type": "error",
+                "error": {"type": "api_error", "message": "insufficient balance (1008)"},
+            },
+            ErrorCode.INSUFFICIENT_BALANCE,
+        ),
+    ],
+)
+async def test_both_error_envelopes_are_classified(status, envelope, expected):
+    backend, _ = recorded_backend(
+        json.dumps(envelope).encode(), status=status, content_type="application/json"
+    )
+
+    _, _, error = await run_stream(backend)
+
+    assert error.code == expected
+
+
+@pytest.mark.parametrize("chunk_size", [1, 11, 4096])
+async def test_responses_stream_gives_text_and_usage(chunk_size):
+    backend, _ = recorded_backend(rec.RESPONSES_COMPLETED, style="responses", chunk_size=chunk_size)
+
+    texts, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert texts == ["鲁迅，原", "名周树人。"]
+    assert completion.text == "鲁迅，原名周树人。"
+    assert completion.finish_reason == "stop"
+    assert completion.usage == Usage(prompt_tokens=181, completion_tokens=121, total_tokens=302)
+
+
+async def test_responses_incomplete_for_max_tokens_is_length():
+    backend, _ = recorded_backend(rec.RESPONSES_INCOMPLETE, style="responses")
+
+    _, completion, error = await run_stream(backend)
+
+    assert error is None
+    assert completion.text == "It was a dark"
+    assert completion.finish_reason == "length"
+
+
+async def test_responses_failed_event_is_classified():
+    backend, _ = recorded_backend(rec.RESPONSES_FAILED, style="responses", http=FAST_NO_RETRY)
+
+    _, _, error = await run_stream(backend)
+
+    assert error.code == ErrorCode.RATE_LIMITED
+
+
+async def test_responses_error_event_mid_stream_raises_after_the_delta():
+    backend, _ = recorded_backend(rec.RESPONSES_ERROR_EVENT, style="responses")
+
+    texts, _, error = await run_stream(backend)
+
+    assert texts == ["Partial"]
+    assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
+    assert error.provider_code == 1000
+
+
+async def test_the_request_carries_the_bearer_key_and_the_style_path():
+    backend, seen = recorded_backend(rec.RESPONSES_COMPLETED, style="responses")
+
+    await run_stream(backend)
+
+    assert seen[0].url.path == "/v1/responses"
+    assert seen[0].headers["authorization"] == "Bearer sk-test"
+    assert json.loads(seen[0].content)["input"][0]["role"] == "system"

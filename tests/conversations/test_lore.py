@@ -1,0 +1,345 @@
+"""Lorebook activation (pure), and lore in the prompts built from stored characters."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from characters.cards.services import character_import_card
+from characters.models import Lorebook, LorebookEntry
+from conversations.lore import LoreBook, LoreEntry, apply_lorebook, scan_window, strip_decorators
+from conversations.models import Role, Turn
+from conversations.prompt_inputs import (
+    prompt_input_for_conversation,
+    prompt_input_for_new_conversation,
+    prompt_preview_for_conversation,
+    prompt_preview_for_new_conversation,
+)
+from conversations.prompts import build_prompt
+from tests.factories import make_character, make_persona
+
+_ids = iter(range(1, 10_000))
+
+
+def entry(*keys: str, content: str = "", **fields) -> LoreEntry:
+    n = next(_ids)
+    return LoreEntry(id=n, keys=keys, content=content or f"lore {n}", **fields)
+
+
+def fire(entries, messages, *, budget=10_000, **book) -> list[str]:
+    result = apply_lorebook(
+        LoreBook(tuple(entries), **book), messages=messages, budget_tokens=budget
+    )
+    return list(result.texts)
+
+
+def test_a_key_in_the_recent_messages_fires_its_entry():
+    market = entry("market", content="The market opens at night.")
+
+    assert fire([market], ["Let's go to the Market."]) == ["The market opens at night."]
+    assert fire([market], ["Let's go home."]) == []
+
+
+def test_case_sensitive_entries_need_the_exact_case():
+    dragon = entry("Dragon", content="dragon lore", case_sensitive=True)
+
+    assert fire([dragon], ["a Dragon!"]) == ["dragon lore"]
+    assert fire([dragon], ["a dragon!"]) == []
+
+
+def test_secondary_keys_are_required_when_selective():
+    maps = entry("map", content="maps", selective=True, secondary_keys=("ink", "paper"))
+
+    assert fire([maps], ["a map"]) == []
+    assert fire([maps], ["a map drawn in ink"]) == ["maps"]
+
+
+def test_secondary_keys_are_ignored_when_not_selective():
+    maps = entry("map", content="maps", secondary_keys=("ink",))
+
+    assert fire([maps], ["a map"]) == ["maps"]
+
+
+@pytest.mark.parametrize(
+    ("logic", "text", "fires"),
+    [
+        (1, "map ink paper", False),
+        (1, "map ink", True),
+        (2, "map ink", False),
+        (2, "map", True),
+        (3, "map ink", False),
+        (3, "map ink paper", True),
+    ],
+)
+def test_sillytavern_selective_logic(logic, text, fires):
+    maps = entry(
+        "map",
+        content="maps",
+        selective=True,
+        secondary_keys=("ink", "paper"),
+        selective_logic=logic,
+    )
+
+    assert (fire([maps], [text]) == ["maps"]) is fires
+
+
+def test_regex_keys_match_only_when_the_entry_uses_regexes():
+    regex = entry("/drag(on|ons)\\b/i", content="dragons", use_regex=True)
+    literal = entry("/drag(on|ons)\\b/i", content="literal")
+
+    assert fire([regex, literal], ["DRAGONS above"]) == ["dragons"]
+    assert fire([literal], ["the key /drag(on|ons)\\b/i itself"]) == ["literal"]
+
+
+def test_plain_keys_stay_plain_when_use_regex_is_on():
+    # SillyTavern marks every entry use_regex; only /…/ keys are regexes.
+    plain = entry("a.b", content="plain", use_regex=True)
+
+    assert fire([plain], ["a.b"]) == ["plain"]
+    assert fire([plain], ["axb"]) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "/(unclosed/",
+        "/(a+)+$/",
+        "/(a|aa)*b/",
+        "/(x)\\1/",
+        "/.*a.*a.*b/",
+        "/a*a*a*a*b/",
+        "/a{1,99}a{1,99}b/",
+        "/" + "a" * 300 + "/",
+    ],
+)
+def test_invalid_or_risky_regexes_never_match_and_never_crash(key):
+    risky = entry(key, content="never", use_regex=True)
+
+    assert fire([risky], ["a" * 5000 + "!"]) == []
+
+
+def test_a_regex_with_one_repetition_still_matches_quickly_on_a_long_window():
+    greedy = entry("/.*x/", content="never", use_regex=True)
+    ing = entry("/\\b\\w+ing\\b/", content="ing", use_regex=True)
+
+    started = time.monotonic()
+    fired = fire([greedy, ing], ["a" * 50_000 + " singing"])
+
+    assert fired == ["ing"]
+    assert time.monotonic() - started < 2
+
+
+def test_constant_entries_always_fire_and_disabled_ones_never():
+    always = entry(content="always", constant=True)
+    disabled = entry("market", content="off", enabled=False, constant=True)
+
+    assert fire([always, disabled], ["market"]) == ["always"]
+
+
+def test_only_the_last_scan_depth_messages_are_scanned():
+    market = entry("market", content="market lore")
+    messages = ["the market", "hello", "how are you"]
+
+    assert fire([market], messages, scan_depth=2) == []
+    assert fire([market], messages, scan_depth=3) == ["market lore"]
+    assert fire([market], messages, scan_depth=0) == []
+    assert scan_window(messages, None) == "hello\nhow are you"
+
+
+def test_recursive_scanning_lets_content_fire_other_entries_with_a_bound():
+    chain = [entry("k0", content="mentions k1")]
+    for n in range(1, 8):
+        chain.append(entry(f"k{n}", content=f"mentions k{n + 1}"))
+
+    flat = fire(chain, ["k0"])
+    deep = fire(chain, ["k0"], recursive_scanning=True)
+
+    assert flat == ["mentions k1"]
+    assert deep == ["mentions k1", "mentions k2", "mentions k3", "mentions k4"]
+
+
+def test_hidden_keys_trigger_recursion_but_comments_do_not():
+    source = entry("start", content="{{hidden_key:dragon}}{{// castle}}")
+    dragon = entry("dragon", content="dragon lore")
+    castle = entry("castle", content="castle lore")
+
+    fired = fire([source, dragon, castle], ["start"], recursive_scanning=True)
+
+    assert "dragon lore" in fired
+    assert "castle lore" not in fired
+
+
+def test_sillytavern_recursion_switches_are_honoured():
+    source = entry("start", content="dragon", prevent_recursion=True)
+    dragon = entry("dragon", content="dragon lore")
+    source2 = entry("begin", content="castle")
+    castle = entry("castle", content="castle lore", exclude_recursion=True)
+
+    fired = fire([source, dragon, source2, castle], ["start begin"], recursive_scanning=True)
+
+    assert "dragon lore" not in fired
+    assert "castle lore" not in fired
+
+
+def test_lowest_priority_is_dropped_first_at_the_budget():
+    high = entry("rain", content="h" * 40, priority=10)
+    low = entry("rain", content="l" * 40, priority=1)
+    mid = entry("rain", content="m" * 40, priority=5)
+
+    result = apply_lorebook(LoreBook((high, low, mid)), messages=["rain"], budget_tokens=20)
+
+    assert result.texts == ("h" * 40, "m" * 40)
+    assert [f.entry.priority for f in result.dropped] == [1]
+    assert result.used_tokens <= 20
+
+
+def test_the_books_own_budget_applies_when_smaller():
+    big = entry("rain", content="x" * 400)
+
+    assert fire([big], ["rain"], budget=10_000, token_budget=50) == []
+    assert fire([big], ["rain"], budget=10_000, token_budget=200) == ["x" * 400]
+
+
+def test_entries_are_placed_by_position_then_insertion_order():
+    late = entry("k", content="late", insertion_order=50)
+    early = entry("k", content="early", insertion_order=1)
+    before = entry("k", content="before", insertion_order=99, position="before_char")
+
+    assert fire([late, early, before], ["k"]) == ["before", "early", "late"]
+
+
+def test_empty_content_fires_but_inserts_nothing():
+    result = apply_lorebook(LoreBook((entry("k", content=" "),)), messages=["k"], budget_tokens=99)
+
+    assert result.texts == ()
+    assert len(result.fired) == 1
+
+
+def test_decorators_are_stripped_and_activation_decorators_honoured():
+    forced = entry(content="@@activate\n@@depth 4\nforced lore")
+    blocked = entry("market", content="@@dont_activate\nblocked")
+
+    assert fire([forced, blocked], ["market"]) == ["forced lore"]
+    assert strip_decorators("@@position after_desc\n@@@role user\nbody") == "body"
+
+
+def test_the_report_says_why_each_entry_fired():
+    market = entry("market", content="m")
+    always = entry(content="a", constant=True)
+
+    result = apply_lorebook(LoreBook((market, always)), messages=["market"], budget_tokens=99)
+
+    assert {f.reason for f in result.fired} == {"constant", "key “market”"}
+
+
+# --- Lore in prompts built from the database -------------------------------------------
+
+
+def _book(character, **fields) -> Lorebook:
+    return Lorebook.objects.create(character=character, **fields)
+
+
+def test_new_conversation_prompt_carries_fired_lore_and_reports_it(alice):
+    character = make_character(alice, greeting="Welcome to the night market.")
+    book = _book(character)
+    market = LorebookEntry.objects.create(
+        lorebook=book, keys=["market"], content="{{char}} runs a stall."
+    )
+    LorebookEntry.objects.create(lorebook=book, keys=["dragon"], content="Dragons.")
+
+    spec, lore = prompt_preview_for_new_conversation(character=character)
+
+    assert spec.lore == ("{{char}} runs a stall.",)
+    assert [f.entry.id for f in lore.included] == [market.pk]
+    system = build_prompt(spec).messages[0]["content"]
+    assert "Aria runs a stall." in system
+    assert prompt_input_for_new_conversation(character=character).lore == spec.lore
+
+
+def test_conversation_prompt_scans_the_stored_turns(alice):
+    from conversations.services.conversations import conversation_create
+
+    character = make_character(alice, greeting="Hello.")
+    book = _book(character, scan_depth=1)
+    LorebookEntry.objects.create(lorebook=book, keys=["castle"], content="The castle is old.")
+    conversation = conversation_create(
+        owner=alice, character=character, persona=make_persona(alice)
+    )
+    Turn.objects.create(
+        conversation=conversation,
+        seq=50,
+        updated_seq=50,
+        role=Role.USER,
+        name="Sam",
+        content="Take me to the castle.",
+    )
+
+    spec, _lore = prompt_preview_for_conversation(conversation_id=conversation.pk)
+
+    assert spec.lore == ("The castle is old.",)
+    assert prompt_input_for_conversation(conversation_id=conversation.pk).lore == spec.lore
+
+
+def test_characters_without_a_lorebook_get_no_lore(alice):
+    spec, lore = prompt_preview_for_new_conversation(character=make_character(alice))
+
+    assert spec.lore == ()
+    assert lore.fired == ()
+
+
+def test_an_imported_card_chats_with_its_lorebook_at_once(alice, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    card = {
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": {
+            "name": "Élodie",
+            "first_mes": "Welcome to the night market, {{user}}.",
+            "extensions": {},
+            "character_book": {
+                "extensions": {},
+                "entries": [
+                    {
+                        "keys": ["market"],
+                        "content": "Stalls sell bottled dreams.",
+                        "extensions": {},
+                        "enabled": True,
+                        "insertion_order": 1,
+                    },
+                    {
+                        "keys": [],
+                        "content": "It always rains.",
+                        "constant": True,
+                        "extensions": {},
+                        "enabled": True,
+                        "insertion_order": 0,
+                    },
+                ],
+            },
+        },
+    }
+    character = character_import_card(
+        owner=alice, data=json.dumps(card).encode(), filename="e.json"
+    ).character
+
+    spec, _ = prompt_preview_for_new_conversation(character=character)
+
+    assert spec.lore == ("It always rains.", "Stalls sell bottled dreams.")
+
+
+def test_lore_never_takes_more_than_its_share_of_the_prompt(alice, settings):
+    settings.M2HER_CONTEXT_TOKENS = 2048
+    character = make_character(alice, greeting="rain")
+    book = _book(character)
+    for n in range(10):
+        LorebookEntry.objects.create(lorebook=book, keys=["rain"], content="x" * 1200, priority=n)
+
+    _spec, lore = prompt_preview_for_new_conversation(character=character)
+
+    budget = (2048 - character.default_max_tokens - 180) // 4
+    assert lore.budget_tokens == budget
+    assert lore.used_tokens <= budget
+    assert len(lore.included) == 1
+    assert lore.included[0].entry.priority == 9

@@ -1,0 +1,92 @@
+"""Card macros (CBS) as the prompt builder and the greeting service use them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conversations.macros import expand, strip_comments
+
+
+def _x(text: str, **kwargs) -> str:
+    return expand(text, char="Aria", user="Sam", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{char}} meets {{user}}", "Aria meets Sam"),
+        ("{{CHAR}} and {{User}} and {{ char }}", "Aria and Sam and Aria"),
+        (
+            "<BOT> greets <USER>; <char> again; <bot>, <user>",
+            "Aria greets Sam; Aria again; Aria, Sam",
+        ),
+        ("plain text", "plain text"),
+        ("a {{// a note for authors }}b", "a b"),
+        ("see{{hidden_key: dragon}} this", "see this"),
+        ("x{{comment: only for the reader}}y", "xy"),
+        ("{{reverse:abc}}", "cba"),
+        ("{{original}}\nBe brief.", "\nBe brief."),
+        ("{{unknown_macro}} stays", "{{unknown_macro}} stays"),
+        ("{{roll:abc}} stays", "{{roll:abc}} stays"),
+    ],
+)
+def test_expand(text, expected):
+    assert _x(text) == expected
+
+
+def test_original_stands_for_the_apps_default():
+    assert _x("{{original}} More.", original="Default.") == "Default. More."
+
+
+def test_comments_can_be_kept_for_display():
+    assert _x("x{{comment: note}}y", keep_comments=True) == "xnotey"
+
+
+def test_random_picks_one_of_the_options_with_escaped_commas():
+    seen = {_x("{{random:a\\,b,c}}") for _ in range(200)}
+
+    assert seen == {"a,b", "c"}
+
+
+def test_random_with_double_colon_syntax():
+    assert {_x("{{random::x::y}}") for _ in range(200)} == {"x", "y"}
+
+
+def test_random_may_hold_other_macros():
+    assert {_x("{{random:{{char}},{{user}}}}") for _ in range(200)} == {"Aria", "Sam"}
+
+
+def test_pick_is_stable_for_a_seed_and_varies_across_seeds():
+    text = "{{pick:red,green,blue,amber,violet,teal}}"
+    first = _x(text, seed="conversation-1")
+
+    assert all(_x(text, seed="conversation-1") == first for _ in range(20))
+    assert len({_x(text, seed=f"conversation-{n}") for n in range(40)}) > 1
+
+
+def test_pick_without_seed_is_stable_for_the_same_text():
+    text = "I like {{pick:a,b,c,d,e,f,g,h}}."
+
+    assert len({_x(text) for _ in range(20)}) == 1
+
+
+@pytest.mark.parametrize("macro", ["{{roll:6}}", "{{roll:d6}}", "{{ROLL:D6}}"])
+def test_roll_gives_a_number_from_one_to_n(macro):
+    rolls = {int(_x(macro)) for _ in range(300)}
+
+    assert rolls == {1, 2, 3, 4, 5, 6}
+
+
+def test_roll_refuses_absurd_sides():
+    assert _x("{{roll:0}}") == "{{roll:0}}"
+    assert re.fullmatch(r"\d+", _x("{{roll:d1000000}}"))
+
+
+def test_existing_callers_keep_working_without_new_arguments():
+    assert expand("Hi {{user}}, I am {{char}}.", char="Bo", user="Al") == "Hi Al, I am Bo."
+
+
+def test_strip_comments_leaves_hidden_keys_for_lore_scanning():
+    assert strip_comments("a{{// no}}b{{hidden_key:dragon}}") == "ab{{hidden_key:dragon}}"
