@@ -98,7 +98,7 @@ def turn_list(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
 
     The page holds the newest `limit` (default 50, at most 200) active turns with `seq` below
     `before_seq`, in ascending `seq` order; `has_more` says whether older ones exist. Assistant
-    turns add `candidate_index` (0-based) and `candidate_count` among their swipes.
+    turns add `candidate_index` (1-based) and `candidate_count` among their swipes.
     """
     conversation = conversation_get_for_user(conversation_id=conversation_id, user=request.user)
     params = TurnPageParams(request.GET)

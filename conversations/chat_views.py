@@ -16,18 +16,18 @@ from django.views.decorators.http import require_GET
 from conversations.models import Conversation
 from conversations.prompts import DEFAULT_PERSONA_NAME
 from conversations.selectors import conversation_get_for_user, turn_page_for_conversation
+from conversations.services.sequence import conversation_current_seq
 
 # Enough to fill a tall screen; older turns load through the JSON API as the user scrolls up.
 CHAT_PAGE_TURNS = 50
 
 
-def _client_config(conversation: Conversation, *, has_more: bool) -> dict[str, Any]:
+def _client_config(conversation: Conversation, *, last_seq: int, has_more: bool) -> dict[str, Any]:
     return {
         "conversation_id": str(conversation.pk),
         "ws_path": f"/ws/conversations/{conversation.pk}/",
         "turns_url": reverse("api:turns", kwargs={"conversation_id": conversation.pk}),
-        # Read with the conversation, before the turns: a sync from here misses nothing.
-        "last_seq": conversation.last_seq,
+        "last_seq": last_seq,
         "has_more": has_more,
         "page_size": CHAT_PAGE_TURNS,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -42,6 +42,9 @@ def _client_config(conversation: Conversation, *, has_more: bool) -> dict[str, A
 def conversation_detail(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
     """GET /chats/<uuid>/ : one of my conversations; someone else's is a 404."""
     conversation = conversation_get_for_user(conversation_id=conversation_id, user=request.user)
+    # Read before the turns: the client syncs from here, so a change in between is sent again
+    # rather than missed.
+    last_seq = conversation_current_seq(conversation_id=conversation.pk)
     page = turn_page_for_conversation(conversation=conversation, limit=CHAT_PAGE_TURNS)
     context = {
         "conversation": conversation,
@@ -50,6 +53,6 @@ def conversation_detail(request: HttpRequest, conversation_id: UUID) -> HttpResp
         "scene": conversation.scene,
         "turns": page.turns,
         "has_more": page.has_more,
-        "chat_config": _client_config(conversation, has_more=page.has_more),
+        "chat_config": _client_config(conversation, last_seq=last_seq, has_more=page.has_more),
     }
     return render(request, "conversations/detail.html", context)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,6 +14,7 @@ from django.db.models.functions import Substr, TruncMonth
 from django.http import Http404
 
 from conversations.models import Conversation, Role, Turn
+from conversations.wire import sibling_seqs
 
 SNIPPET_CHARS = 160
 TURN_PAGE_DEFAULT = 50
@@ -59,8 +59,8 @@ def turn_page_for_conversation(
 ) -> TurnPage:
     """The newest `limit` active turns below `before_seq`, returned in ascending `seq` order.
 
-    Assistant turns carry `candidate_index` (0-based, by `seq`) and `candidate_count` among their
-    siblings (same parent and role), so a client can draw swipe controls.
+    Every turn carries `candidate_index` (1-based, by `seq`) and `candidate_count`: for a reply,
+    among its siblings (same parent), so a client can draw swipe controls; 1 of 1 otherwise.
     """
     limit = max(1, min(limit, TURN_PAGE_MAX))
     rows = Turn.objects.filter(conversation=conversation, active=True)
@@ -78,29 +78,11 @@ def turn_page_for_conversation(
 
 
 def _add_candidates(conversation: Conversation, page: list[dict[str, Any]]) -> None:
-    replies = [row for row in page if row["role"] == Role.ASSISTANT]
-    if not replies:
-        return
-    parents = {row["parent_id"] for row in replies}
-    assistant_turns = Turn.objects.filter(role=Role.ASSISTANT).order_by()
-    # A parent belongs to one conversation, so children are found by parent alone (the
-    # sibling index); roots (greetings) need the conversation. Separate branches of one UNION
-    # let each use its own index where an OR would make the planner scan the conversation.
-    branches = []
-    children = [p for p in parents if p is not None]
-    if children:
-        branches.append(assistant_turns.filter(parent_id__in=children))
-    if None in parents:
-        branches.append(assistant_turns.filter(conversation=conversation, parent__isnull=True))
-    sibling_rows = branches[0].values_list("parent_id", "seq")
-    if len(branches) > 1:
-        sibling_rows = sibling_rows.union(branches[1].values_list("parent_id", "seq"), all=True)
-    siblings: dict[int | None, list[int]] = defaultdict(list)
-    for parent_id, seq in sorted(sibling_rows, key=lambda row: row[1]):
-        siblings[parent_id].append(seq)
-    for row in replies:
-        seqs = siblings[row["parent_id"]]
-        row["candidate_index"] = seqs.index(row["seq"])
+    replies = {(row["parent_id"], row["role"]) for row in page if row["role"] == Role.ASSISTANT}
+    siblings = sibling_seqs(conversation.pk, replies) if replies else {}
+    for row in page:
+        seqs = siblings.get((row["parent_id"], row["role"])) or [row["seq"]]
+        row["candidate_index"] = seqs.index(row["seq"]) + 1
         row["candidate_count"] = len(seqs)
 
 

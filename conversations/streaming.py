@@ -238,6 +238,8 @@ class ReplyRunner:
             cost_usd=reply_cost(usage),
             model_name=completion.model or self.backend.name,
         )
+        if seq is None:
+            return  # the conversation was deleted while the reply ran
         self.seq = seq
         await broadcast(
             start.conversation_id,
@@ -265,6 +267,8 @@ class ReplyRunner:
             finish_reason="stopped",
             model_name=self.backend.name,
         )
+        if seq is None:
+            return  # the conversation was deleted while the reply ran
         self.seq = seq
         await broadcast(
             self.start.conversation_id,
@@ -285,6 +289,8 @@ class ReplyRunner:
             error_message=message,
             model_name=self.backend.name,
         )
+        if seq is None:
+            return  # the conversation was deleted while the reply ran
         self.seq = seq
         payload = {"code": code, "message": message, "retryable": retryable}
         await broadcast(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, TypedDict
+from uuid import UUID
 
-from django.db.models import Q
-
-from conversations.models import Turn
+from conversations.models import Role, Turn
 
 
 class WireError(TypedDict):
@@ -33,35 +32,51 @@ class WireTurn(TypedDict):
     error: WireError | None
 
 
-def candidate_positions(turns: Iterable[Turn]) -> dict[int, tuple[int, int]]:
-    """1-based index and count of each turn among its siblings (same parent and role), in one
-    query however many turns are asked about."""
-    turns = list(turns)
-    if not turns:
+SiblingKey = tuple[int | None, str]
+
+
+def sibling_seqs(conversation_id: UUID, keys: set[SiblingKey]) -> dict[SiblingKey, list[int]]:
+    """The seqs of every turn sharing a (parent, role), ascending, in one query.
+
+    A parent belongs to one conversation, so children are found by parent alone (the sibling
+    index); roots (greetings) need the conversation. Separate branches of one UNION let each use
+    its own index where an OR would make the planner scan the conversation.
+    """
+    base = Turn.objects.order_by()
+    parents = {parent for parent, _ in keys}
+    branches = []
+    children = [p for p in parents if p is not None]
+    if children:
+        branches.append(base.filter(parent_id__in=children))
+    if None in parents:
+        branches.append(base.filter(conversation_id=conversation_id, parent__isnull=True))
+    if not branches:
         return {}
-    conversation_ids = {t.conversation_id for t in turns}
-    keys = {(t.parent_id, t.role) for t in turns}
-    condition = Q()
-    for parent_id, role in keys:
-        condition |= (
-            Q(parent_id=parent_id, role=role)
-            if parent_id is not None
-            else Q(parent__isnull=True, role=role)
-        )
-    siblings: dict[tuple[int | None, str], list[int]] = defaultdict(list)
-    rows = (
-        Turn.objects.filter(conversation_id__in=conversation_ids)
-        .filter(condition)
-        .order_by("seq")
-        .values_list("id", "parent_id", "role")
-    )
-    for turn_id, parent_id, role in rows:
-        siblings[(parent_id, role)].append(turn_id)
+    rows = branches[0].values_list("parent_id", "role", "seq")
+    if len(branches) > 1:
+        rows = rows.union(branches[1].values_list("parent_id", "role", "seq"), all=True)
+    siblings: dict[SiblingKey, list[int]] = defaultdict(list)
+    for parent_id, role, seq in sorted(rows, key=lambda row: row[2]):
+        siblings[(parent_id, role)].append(seq)
+    return siblings
+
+
+def candidate_positions(turns: Iterable[Turn]) -> dict[int, tuple[int, int]]:
+    """1-based index and count of each reply among its candidates (same parent); 1 of 1 for
+    the user's turns."""
     positions: dict[int, tuple[int, int]] = {}
+    by_conversation: dict[UUID, list[Turn]] = defaultdict(list)
     for turn in turns:
-        ids = siblings.get((turn.parent_id, turn.role), [turn.pk])
-        index = ids.index(turn.pk) + 1 if turn.pk in ids else 1
-        positions[turn.pk] = (index, len(ids))
+        if turn.role == Role.ASSISTANT:
+            by_conversation[turn.conversation_id].append(turn)
+        else:
+            positions[turn.pk] = (1, 1)
+    for conversation_id, group in by_conversation.items():
+        siblings = sibling_seqs(conversation_id, {(t.parent_id, t.role) for t in group})
+        for turn in group:
+            seqs = siblings.get((turn.parent_id, turn.role)) or [turn.seq]
+            index = seqs.index(turn.seq) + 1 if turn.seq in seqs else 1
+            positions[turn.pk] = (index, len(seqs))
     return positions
 
 

@@ -58,18 +58,17 @@ class LocalStats:
 class _Job:
     __slots__ = ("cancelled", "emit", "max_tokens", "messages", "temperature", "top_p")
 
-    def __init__(
-        self,
-        messages: list[ChatMessage],
-        params: GenerationParams,
-        emit: Callable[[_Item], None],
-    ) -> None:
+    def __init__(self, messages: list[ChatMessage], params: GenerationParams) -> None:
         self.messages = messages
         self.temperature = params.temperature
         self.top_p = params.top_p
         self.max_tokens = params.max_tokens
-        self.emit = emit
+        self.emit: Callable[[_Item], None] = _discard
         self.cancelled = threading.Event()
+
+
+def _discard(_item: _Item) -> None:
+    """Where a job's output goes until its consumer is attached."""
 
 
 class LocalBackend:
@@ -103,7 +102,7 @@ class LocalBackend:
         """Yield the reply's text deltas, then one `Completion`."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[_Item] = asyncio.Queue()
-        job = _Job(fold_roles(messages), self._clamp(params), lambda _: None)
+        job = _Job(fold_roles(messages), self._clamp(params))
 
         def emit(item: _Item) -> None:
             if job.cancelled.is_set():

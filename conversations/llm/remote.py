@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
+import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
@@ -13,7 +14,8 @@ from tenacity.wait import wait_exponential_jitter
 from conversations.llm.base import ChatMessage, Completion, GenerationParams, StreamEvent
 from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
-from conversations.llm.transport import ClientPool, HttpSettings, StreamSession
+from conversations.llm.session import StreamSession
+from conversations.llm.transport import ClientPool, HttpSettings
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,14 @@ class RemoteBackend:
         async for attempt in self._retrying():
             with attempt:
                 client = self._clients.get()
-                request = client.build_request("POST", self.url, json=body, headers=self._headers)
+                try:
+                    request = client.build_request(
+                        "POST", self.url, json=body, headers=self._headers
+                    )
+                except httpx.InvalidURL as exc:
+                    raise LLMError(
+                        ErrorCode.BAD_REQUEST, detail=str(exc), retryable=False
+                    ) from None
                 return await StreamSession.open(client, request, self.style.decoder(), self._http)
         raise AssertionError("tenacity either returns an attempt's result or raises")
 

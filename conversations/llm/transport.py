@@ -1,26 +1,15 @@
 """The HTTP side of the remote backends: one pooled client per event loop, silence deadlines,
-and reading a response into reply events.
-"""
+and what transport failures mean."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from conversations.llm.base import Completion, StreamEvent, TextDelta
-from conversations.llm.classify import http_error, parse_retry_after, sensitivity_error
-from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
-from conversations.llm.sse import SSEParser
-from conversations.llm.think import ThinkStripper
-
-ERROR_BODY_LIMIT = 64 * 1024
-JSON_BODY_LIMIT = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -140,170 +129,3 @@ def transport_error(exc: httpx.HTTPError, *, started: bool) -> LLMError:
     if started:
         return LLMError(ErrorCode.TRUNCATED, detail=detail)
     return LLMError(ErrorCode.UPSTREAM_UNAVAILABLE, detail=detail)
-
-
-class StreamSession:
-    """One HTTP exchange read into reply events; `open` reads up to the first event."""
-
-    __slots__ = (
-        "_chunks",
-        "_decoder",
-        "_parser",
-        "_parts",
-        "_response",
-        "_think",
-        "_watchdog",
-        "finished",
-    )
-
-    def __init__(self, response: httpx.Response, decoder: Decoder, watchdog: Watchdog) -> None:
-        self._response = response
-        self._decoder = decoder
-        self._watchdog = watchdog
-        self._parser = SSEParser()
-        self._think = ThinkStripper()
-        self._parts: list[str] = []
-        self._chunks = response.aiter_bytes().__aiter__()
-        self.finished = False
-
-    @classmethod
-    async def open(
-        cls,
-        client: httpx.AsyncClient,
-        request: httpx.Request,
-        decoder: Decoder,
-        settings: HttpSettings,
-    ) -> tuple[StreamSession, list[StreamEvent]]:
-        watchdog = Watchdog(settings.first_byte_timeout, settings.idle_timeout)
-        watchdog.waiting()
-        try:
-            response = await client.send(request, stream=True)
-        except asyncio.CancelledError:
-            watchdog.stop()
-            if watchdog.timed_out():
-                raise LLMError(ErrorCode.TIMEOUT, detail="no response in time") from None
-            raise
-        except httpx.HTTPError as exc:
-            watchdog.stop()
-            raise transport_error(exc, started=False) from None
-        session = cls(response, decoder, watchdog)
-        try:
-            if response.status_code >= 300:
-                body = await session._read_body(ERROR_BODY_LIMIT)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                raise http_error(response.status_code, body, retry_after=retry_after)
-            content_type = response.headers.get("content-type", "")
-            if content_type.startswith("application/json"):
-                try:
-                    events = await session._whole_body()
-                except LLMError as exc:
-                    # Native-style failures arrive as HTTP 200; a Retry-After still counts.
-                    if exc.retry_after is None:
-                        exc.retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    raise
-            else:
-                events = await session.next_events()
-        except BaseException:
-            await session.aclose()
-            raise
-        return session, events
-
-    async def next_events(self) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        decoder = self._decoder
-        while not out:
-            chunk = await self._read()
-            if chunk is None:
-                return self._complete()
-            for event, data in self._parser.feed(chunk):
-                text = decoder.feed(event, data)
-                if text:
-                    text = self._think.feed(text)
-                    if text:
-                        self._parts.append(text)
-                        out.append(TextDelta(text))
-                if decoder.done:
-                    out.extend(self._complete())
-                    return out
-        return out
-
-    async def aclose(self) -> None:
-        self._watchdog.stop()
-        await self._response.aclose()
-
-    async def _read(self) -> bytes | None:
-        watchdog = self._watchdog
-        watchdog.waiting()
-        try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
-        except asyncio.CancelledError:
-            if watchdog.timed_out():
-                if self._decoder.finish_reason is not None:
-                    return None  # the reply was over; the server just never closed
-                raise LLMError(ErrorCode.TIMEOUT, detail="the stream went silent") from None
-            raise
-        except httpx.HTTPError as exc:
-            if self._decoder.finish_reason is not None:
-                return None
-            raise transport_error(exc, started=True) from None
-        watchdog.received()
-        return chunk
-
-    async def _read_body(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = await self._read()
-            if chunk is None:
-                break
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)[:limit]
-
-    async def _whole_body(self) -> list[StreamEvent]:
-        raw = await self._read_body(JSON_BODY_LIMIT)
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            raise LLMError(
-                ErrorCode.UPSTREAM_UNAVAILABLE, detail="response body is not JSON"
-            ) from None
-        self._decoder.feed_body(body)
-        return self._complete()
-
-    def _complete(self) -> list[StreamEvent]:
-        self.finished = True
-        self._watchdog.stop()
-        decoder = self._decoder
-        events: list[StreamEvent] = []
-        tail = self._think.flush()
-        if tail:
-            self._parts.append(tail)
-            events.append(TextDelta(tail))
-        if not self._parts and decoder.final_text:
-            # Nothing was streamed: the whole message is the reply (never appended twice).
-            stripper = ThinkStripper()
-            text = stripper.feed(decoder.final_text) + stripper.flush()
-            if text:
-                self._parts.append(text)
-                events.append(TextDelta(text))
-        if decoder.finish_reason is None and not decoder.done:
-            raise LLMError(ErrorCode.TRUNCATED, detail="the stream ended without a finish reason")
-        text = "".join(self._parts)
-        flags = decoder.sensitivity
-        if not text and (flags.input_flagged or flags.output_flagged):
-            raise sensitivity_error(
-                flags.input_type, flags.output_type, flagged_input=flags.input_flagged
-            )
-        events.append(
-            Completion(
-                text=text,
-                finish_reason=decoder.finish_reason or "stop",
-                usage=decoder.usage,
-                sensitivity=flags,
-                model=decoder.model,
-            )
-        )
-        return events

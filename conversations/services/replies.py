@@ -290,13 +290,18 @@ def reply_finish(
     model_name: str = "",
     error_code: str = "",
     error_message: str = "",
-) -> int:
-    """Persist the outcome of a reply in one UPDATE; return the seq of its final event.
+) -> int | None:
+    """Persist the outcome of a reply in one UPDATE; return the seq of its final event, or
+    None when the conversation was deleted meanwhile.
 
     While a reply runs nothing else may write to its conversation, so the number after both the
     runner's last delta and the database's last allocation is free.
     """
-    conversation_id = Turn.objects.values_list("conversation_id", flat=True).get(pk=turn_id)
+    conversation_id = (
+        Turn.objects.filter(pk=turn_id).values_list("conversation_id", flat=True).first()
+    )
+    if conversation_id is None:
+        return None
     seq = max(after_seq, conversation_current_seq(conversation_id=conversation_id)) + 1
     Turn.objects.filter(pk=turn_id).update(
         content=content,

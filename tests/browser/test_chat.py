@@ -226,9 +226,10 @@ def test_markup_in_a_greeting_and_a_message_is_shown_as_text_and_never_runs(
     assert page.evaluate("window.__xss") is None
     assert page_watch.dialogs == []
     assert page_watch.errors == []
+    assert not [e for e in page_watch.console_errors if "Content Security Policy" in e]
 
 
-def test_the_page_fits_a_phone_and_a_desktop(new_page, server, alice_chat, artifacts):
+def test_the_page_fits_a_phone_and_a_desktop(new_page, server, alice_chat, artifacts, page_watch):
     alice, conversation = alice_chat
     Turn.objects.filter(conversation=conversation).update(
         content="*stretches* A-very-long-unbroken-word-" + "x" * 120 + " and then\nsome lines\n\n"
@@ -239,7 +240,7 @@ def test_the_page_fits_a_phone_and_a_desktop(new_page, server, alice_chat, artif
         log_in(page, alice, server)
         open_chat(page, conversation)
         send(page, "Short question?")
-        reply_complete(page, 2 if width == 390 else 3)
+        reply_complete(page, 2 if width == 390 else 4)
 
         widths = page.evaluate(
             "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
@@ -253,6 +254,14 @@ def test_the_page_fits_a_phone_and_a_desktop(new_page, server, alice_chat, artif
         assert send_box["height"] >= 44
         assert send_box["width"] >= 44
         page.screenshot(path=str(artifacts / f"chat-{width}.png"))
+        if width == 390:
+            send(page, f"And a long answer? {LONG}")
+            reply_streaming(page, 3, min_chars=40)
+            page.screenshot(path=str(artifacts / "chat-390-streaming.png"))
+            page.locator("#stop-button").click()
+            expect(page.locator("#stop-button")).to_be_hidden()
+    assert not [e for e in page_watch.console_errors if "Content Security Policy" in e]
+    assert page_watch.errors == []
 
 
 def test_scrolling_up_loads_older_turns_and_offers_a_jump_to_latest(chat_page: Page, alice_chat):

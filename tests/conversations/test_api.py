@@ -196,7 +196,7 @@ def test_turns_page_back_through_the_conversation(alice_client, alice):
     turn = first["turns"][1]
     assert turn["role"] == "assistant"
     assert turn["content"] == "line 6"
-    assert (turn["candidate_index"], turn["candidate_count"]) == (0, 1)
+    assert (turn["candidate_index"], turn["candidate_count"]) == (1, 1)
     assert {"id", "name", "status", "finish_reason", "created_at"} <= set(turn)
 
 

@@ -181,3 +181,14 @@ def test_opening_a_5000_turn_conversation_takes_as_few_queries_as_a_short_one(
 
     assert len(long_queries) == len(short_queries)
     assert len(long_queries) <= 6
+
+
+def test_last_seq_counts_numbers_a_finished_reply_used_past_the_conversation_row(
+    alice_client, conversation
+):
+    greeting = Turn.objects.get(conversation=conversation, active=True)
+    Turn.objects.filter(pk=greeting.pk).update(updated_seq=conversation.last_seq + 7)
+
+    html = alice_client.get(conversation.get_absolute_url()).content.decode()
+
+    assert json_script(html, "chat-config")["last_seq"] == conversation.last_seq + 7

@@ -1,5 +1,6 @@
 import asyncio
 import json
+import logging
 import uuid
 
 import pytest
@@ -7,9 +8,10 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from conversations import streaming
 from conversations.llm.fake_server import FakeM2her
 from conversations.models import Turn
-from conversations.services.conversations import conversation_create
+from conversations.services.conversations import conversation_create, conversation_delete
 from tests.conversations.chat_helpers import (
     collect_until,
     open_socket,
@@ -75,7 +77,8 @@ async def test_a_reply_streams_in_order_and_is_stored(m2her, conversation, owner
     assert kinds[:3] == ["turn.created", "turn.created", "reply.started"]
     assert set(kinds[3:-1]) == {"reply.delta"}
     seqs = [e["seq"] for e in events]
-    assert seqs == sorted(set(seqs)) and seqs[0] > state["seq"]
+    assert seqs == sorted(set(seqs))
+    assert seqs[0] > state["seq"]
     completed = events[-1]
     assert completed["content"] == "You said: Hello Aria"
     assert "".join(e["text"] for e in events if e["type"] == "reply.delta") == completed["content"]
@@ -88,7 +91,8 @@ async def test_a_reply_streams_in_order_and_is_stored(m2her, conversation, owner
     ]
     stored = await turn(completed["turn_id"])
     assert stored.prompt_tokens == completed["usage"]["prompt_tokens"]
-    assert stored.cost_usd is not None and stored.cost_usd > 0
+    assert stored.cost_usd is not None
+    assert stored.cost_usd > 0
     sent = m2her.requests[-1].body["messages"]
     assert [m["role"] for m in sent].count("system") == 1
     assert sent[-1] == {"role": "user", "content": "Hello Aria", "name": "Sam"}
@@ -144,7 +148,11 @@ async def test_regenerate_adds_a_candidate_and_keeps_the_first(m2her, conversati
     first = (await collect_until(ws, "reply.completed"))[-1]
     await send(ws, type="reply.regenerate")
     events = await collect_until(ws, "reply.completed")
-    assert events[0] == {"type": "turns.hidden", "seq": events[0]["seq"], "turn_ids": [first["turn_id"]]}
+    assert events[0] == {
+        "type": "turns.hidden",
+        "seq": events[0]["seq"],
+        "turn_ids": [first["turn_id"]],
+    }
     created = events[1]["turn"]
     assert (created["candidate_index"], created["candidate_count"]) == (2, 2)
     await send(ws, type="reply.select", turn_id=events[-1]["turn_id"], index=1)
@@ -161,7 +169,8 @@ async def test_continue_extends_a_reply_cut_at_length(m2her, conversation, owner
     assert first["finish_reason"] == "length"
     await send(ws, type="reply.continue")
     events = await collect_until(ws, "reply.completed")
-    assert events[0]["type"] == "turn.updated" and events[0]["turn"]["status"] == "streaming"
+    assert events[0]["type"] == "turn.updated"
+    assert events[0]["turn"]["status"] == "streaming"
     done = events[-1]
     assert done["turn_id"] == first["turn_id"]
     assert done["content"].startswith(first["content"])
@@ -178,7 +187,8 @@ async def test_an_upstream_cut_keeps_the_partial_reply(m2her, conversation, owne
     streamed = "".join(e["text"] for e in events if e["type"] == "reply.delta")
     assert failed["error"]["code"] == "truncated"
     assert failed["error"]["retryable"] is True
-    assert failed["content"] == streamed and streamed
+    assert failed["content"] == streamed
+    assert streamed
     stored = await turn(failed["turn_id"])
     assert (stored.status, stored.error_code, stored.content) == ("failed", "truncated", streamed)
     await ws.disconnect()
@@ -201,7 +211,8 @@ async def test_upstream_failures_arrive_classified(m2her, conversation, owner, m
     assert failed["error"]["message"]
     assert "test-key" not in json.dumps(failed)
     stored = await turn(failed["turn_id"])
-    assert stored.status == "failed" and stored.error_code == code
+    assert stored.status == "failed"
+    assert stored.error_code == code
     await ws.disconnect()
 
 
@@ -304,5 +315,21 @@ async def test_another_users_conversation_and_a_missing_one_look_the_same(conver
 
 
 async def test_a_foreign_origin_is_refused(conversation, owner):
-    ws, connected = await open_socket(conversation.pk, user=owner, origin=b"https://evil.example")
+    _ws, connected = await open_socket(conversation.pk, user=owner, origin=b"https://evil.example")
     assert not connected
+
+
+async def test_deleting_a_conversation_mid_reply_ends_the_reply_quietly(
+    m2her, conversation, owner, caplog
+):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=30]][[tps=30]] go on")
+    await collect_until(ws, "reply.delta")
+    runner = streaming.running_reply(conversation.pk)
+    assert runner is not None
+    await database_sync_to_async(conversation_delete)(owner=owner, conversation=conversation)
+    await asyncio.wait_for(runner.task, 10)
+    assert runner.task.exception() is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not await database_sync_to_async(Turn.objects.filter(pk=runner.start.turn_id).exists)()
+    await ws.disconnect()

@@ -64,7 +64,8 @@ def test_sending_stores_the_user_turn_and_a_placeholder_before_the_reply(convers
     kinds = [e["type"] for e in start.events]
     assert kinds == ["turn.created", "turn.created"]
     seqs = [e["seq"] for e in start.events]
-    assert seqs == sorted(seqs) and start.next_seq == seqs[-1] + 1
+    assert seqs == sorted(seqs)
+    assert start.next_seq == seqs[-1] + 1
     assert start.events[0]["turn"]["name"] == "Sam"
     assert start.prompt.history[-1].content == "Hi there"
     assert start.params.max_tokens == conversation.character.default_max_tokens
@@ -95,7 +96,11 @@ def test_a_reply_whose_runner_vanished_is_failed_as_interrupted(conversation):
     )
     send(conversation, "hello again")
     stale = Turn.objects.get(pk=start.turn_id)
-    assert (stale.status, stale.error_code, stale.content) == ("failed", "interrupted", "half a rep")
+    assert (stale.status, stale.error_code, stale.content) == (
+        "failed",
+        "interrupted",
+        "half a rep",
+    )
 
 
 def test_finishing_stamps_a_seq_past_the_runner_and_records_usage(conversation):
@@ -177,7 +182,8 @@ def test_continue_extends_the_last_reply_in_place(conversation):
     first = send(conversation)
     finish(first, "Once upon a")
     more = reply_begin_continue(conversation_id=conversation.pk, user_id=conversation.owner_id)
-    assert more.turn_id == first.turn_id and more.prefix == "Once upon a"
+    assert more.turn_id == first.turn_id
+    assert more.prefix == "Once upon a"
     assert more.prompt.continue_last
     assert more.prompt.history[-1].content == "Once upon a"
     assert Turn.objects.get(pk=first.turn_id).status == "streaming"
@@ -238,7 +244,8 @@ def test_sync_state_lists_changes_after_a_seq_and_the_running_reply(conversation
     seq = finish(start, "done")
     state = sync_state(conversation_id=conversation.pk, after_seq=seq - 1)
     assert [t["content"] for t in state.turns] == ["done"]
-    assert state.streaming_turn_id is None and state.seq == seq
+    assert state.streaming_turn_id is None
+    assert state.seq == seq
 
 
 def test_concurrent_replies_per_user_are_limited(alice, settings):

@@ -81,8 +81,10 @@ def test_turn_page_is_the_newest_turns_in_ascending_order(alice):
         "status",
         "finish_reason",
         "created_at",
+        "candidate_index",
+        "candidate_count",
     }
-    assert first.turns[1]["candidate_index"] == 0
+    assert first.turns[1]["candidate_index"] == 1
 
 
 def test_paging_back_visits_every_active_turn_once(alice):
@@ -126,12 +128,12 @@ def test_greeting_swipes_report_their_position_among_siblings(alice):
     page = turn_page_for_conversation(conversation=conversation)
 
     assert [(t["seq"], t["candidate_index"], t["candidate_count"]) for t in page.turns] == [
-        (1, 0, 3)
+        (1, 1, 3)
     ]
     Turn.objects.filter(conversation=conversation, seq=1).update(active=False)
     Turn.objects.filter(conversation=conversation, seq=3).update(active=True)
     page = turn_page_for_conversation(conversation=conversation)
-    assert [(t["candidate_index"], t["candidate_count"]) for t in page.turns] == [(2, 3)]
+    assert [(t["candidate_index"], t["candidate_count"]) for t in page.turns] == [(3, 3)]
 
 
 def test_regenerated_replies_count_only_their_own_siblings(alice):
@@ -157,8 +159,8 @@ def test_regenerated_replies_count_only_their_own_siblings(alice):
         for t in page.turns
         if t["role"] == Role.ASSISTANT
     }
-    assert candidates == {reply_a.seq: (0, 1), reply_b.seq: (0, 3)}
-    assert "candidate_index" not in page.turns[0]
+    assert candidates == {reply_a.seq: (1, 1), reply_b.seq: (1, 3)}
+    assert (page.turns[0]["candidate_index"], page.turns[0]["candidate_count"]) == (1, 1)
 
 
 def test_a_page_of_a_long_conversation_takes_a_fixed_number_of_queries(

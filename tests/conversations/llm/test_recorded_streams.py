@@ -6,6 +6,7 @@ import pytest
 
 from conversations.llm.base import Usage
 from conversations.llm.errors import ErrorCode
+from conversations.llm.m2her import m2her_backend
 from conversations.llm.transport import HttpSettings
 from tests.conversations.llm import recordings as rec
 from tests.conversations.llm.helpers import recorded_backend, run_stream
@@ -257,3 +258,22 @@ async def test_the_request_carries_the_bearer_key_and_the_style_path():
     assert seen[0].url.path == "/v1/responses"
     assert seen[0].headers["authorization"] == "Bearer sk-test"
     assert json.loads(seen[0].content)["input"][0]["role"] == "system"
+
+
+async def test_json_error_mislabelled_as_an_event_stream_is_still_classified():
+    body = json.dumps({"base_resp": {"status_code": 2049, "status_msg": "invalid api key"}})
+    backend, _ = recorded_backend(body.encode(), content_type="text/event-stream")
+
+    _, _, error = await run_stream(backend)
+
+    assert error.code == ErrorCode.AUTH
+
+
+@pytest.mark.parametrize("base_url", ["http://[::1", "ftp://api.example.test", "no-scheme"])
+async def test_a_malformed_base_url_is_a_classified_error(base_url):
+    backend = m2her_backend(base_url=base_url, api_key="k", http=FAST_NO_RETRY)
+
+    _, _, error = await run_stream(backend)
+
+    assert error.code == ErrorCode.BAD_REQUEST
+    assert not error.retryable
