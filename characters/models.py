@@ -43,14 +43,14 @@ class Character(models.Model):
     )
     tagline = models.CharField(max_length=200, blank=True, help_text="One line for the gallery.")
     description = _long_text("Who the character is: appearance, background, relationships.")
-    personality = _long_text("How the character thinks, speaks and behaves.", MEDIUM_TEXT)
-    scenario = _long_text("The situation the story starts in.", MEDIUM_TEXT)
+    personality = _long_text("How the character thinks, speaks and behaves.")
+    scenario = _long_text("The situation the story starts in.")
     system_prompt = _long_text("Extra instructions for the model, added to the system message.")
     post_history_instructions = _long_text(
         "Instructions restated after the history (kept for cards; {{original}} allowed).",
         MEDIUM_TEXT,
     )
-    greeting = _long_text("The character's first message in a new conversation.", MEDIUM_TEXT)
+    greeting = _long_text("The character's first message in a new conversation.")
     alternate_greetings = models.JSONField(
         default=list,
         blank=True,

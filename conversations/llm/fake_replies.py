@@ -13,6 +13,7 @@ from typing import Any
 
 MARKER = re.compile(r"\[\[([a-z_0-9]+)(?:=([^\]]*))?\]\]")
 WORD = re.compile(r"\S+\s*|\s+")
+_CODE = re.compile(r"\s*\((\d{4,5})\)\s*$")
 
 FAULTS: dict[str, str] = {
     "rate_limit": "HTTP 429 with Retry-After (value: seconds, default 1)",
@@ -113,11 +114,12 @@ def usage_numbers(body: dict[str, Any], completion: int) -> tuple[int, int]:
 def error_reply(style: str, fault: str, scenario: Scenario) -> tuple[int, dict[str, Any]]:
     """Status and JSON body of a scripted failure, in the envelope each style uses."""
     status, kind, message = _ERRORS[fault]
-    code_match = re.search(r"\((\d{4})\)", message)
+    code_match = _CODE.search(message)
     code = int(code_match.group(1)) if code_match else 2013
     if style == "chatcompletion_v2":
         # The native endpoint reports failures inside an HTTP 200 body.
-        return 200, {"base_resp": {"status_code": code, "status_msg": message[:-7]}}
+        status_msg = _CODE.sub("", message)
+        return 200, {"base_resp": {"status_code": code, "status_msg": status_msg}}
     if style == "responses" or scenario.has("openai_envelope"):
         return status, {"error": {"message": message, "type": kind, "param": "", "code": None}}
     return status, {
