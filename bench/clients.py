@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import websockets
+from websockets.typing import Origin
 
 
 @dataclass
@@ -54,9 +55,9 @@ async def app_stream(
     headers = {"Cookie": cookie}
     async with websockets.connect(
         ws_url,
-        origin=origin,
+        origin=Origin(origin),
         additional_headers=headers,
-        max_size=2**22,  # type: ignore[arg-type]
+        max_size=2**22,
     ) as ws:
         await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
         json.loads(await ws.recv())
@@ -100,7 +101,7 @@ async def floor_stream(
 
 async def open_idle(url: str, origin: str, cookie: str) -> websockets.ClientConnection:
     """One synced, idle socket (the caller closes it)."""
-    ws = await websockets.connect(url, origin=origin, additional_headers={"Cookie": cookie})  # type: ignore[arg-type]
+    ws = await websockets.connect(url, origin=Origin(origin), additional_headers={"Cookie": cookie})
     await ws.send(json.dumps({"type": "sync", "after_seq": 10**9}))
     await ws.recv()
     return ws

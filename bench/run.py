@@ -189,7 +189,8 @@ def run_json(module: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from conversations.services.replies import ChatActionError
 
-
 _Limiter = tuple[MovingWindowRateLimiter, RateLimitItemPerMinute]
 # Async storages hold connections bound to the loop that made them: one per event loop.
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Limiter] = (

@@ -16,6 +16,14 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
         db.setdefault("TEST", {})["NAME"] = f"/tmp/companion-test-{os.getpid()}.sqlite3"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher():
+    """The real hasher costs most of a second per user; tests only need a correct one."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def alice(db):
     return make_user("alice")
@@ -30,3 +38,14 @@ def bob(db):
 def alice_client(client, alice):
     client.force_login(alice)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """allauth keeps login rate limits in the cache: one test's failed logins must not lock
+    another test out."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 
@@ -20,19 +18,11 @@ _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-9"
 
 
-@functools.cache
-def _password_hash() -> str:
-    # Hashing with the real hasher costs most of a second; every test user shares one hash.
-    return make_password(PASSWORD)
-
-
 def make_user(username: str | None = None, **extra: Any) -> AbstractUser:
     username = username or f"user{next(_counter)}"
     user: AbstractUser = get_user_model().objects.create_user(
-        username=username, email=f"{username}@example.com", password=None, **extra
+        username=username, email=f"{username}@example.com", password=PASSWORD, **extra
     )
-    user.password = _password_hash()
-    user.save(update_fields=["password"])
     return user
 
 

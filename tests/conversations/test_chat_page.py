@@ -45,19 +45,24 @@ class Elements(HTMLParser):
 
 
 def add_turns(conversation, count: int) -> None:
-    """Append `count` alternating user/assistant turns after the greeting, in one bulk insert."""
+    """Append `count` turns after the greeting, user and reply by turns (each reply the child of
+    the message before it), in two bulk inserts."""
     start = conversation.last_seq + 1
-    Turn.objects.bulk_create(
-        Turn(
+
+    def turn(i: int, parent: Turn | None = None) -> Turn:
+        user = i % 2 == 0
+        return Turn(
             conversation=conversation,
             seq=start + i,
             updated_seq=start + i,
-            role=Role.USER if i % 2 == 0 else Role.ASSISTANT,
-            name="Sam" if i % 2 == 0 else "Aria",
+            parent=parent,
+            role=Role.USER if user else Role.ASSISTANT,
+            name="Sam" if user else "Aria",
             content=f"message number {start + i}",
         )
-        for i in range(count)
-    )
+
+    users = Turn.objects.bulk_create(turn(i) for i in range(0, count, 2))
+    Turn.objects.bulk_create(turn(i, users[i // 2]) for i in range(1, count, 2))
     conversation.last_seq = start + count - 1
     conversation.save(update_fields=["last_seq"])
 

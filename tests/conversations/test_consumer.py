@@ -328,8 +328,10 @@ async def test_deleting_a_conversation_mid_reply_ends_the_reply_quietly(
     runner = streaming.running_reply(conversation.pk)
     assert runner is not None
     await database_sync_to_async(conversation_delete)(owner=owner, conversation=conversation)
-    await asyncio.wait_for(runner.task, 10)
-    assert runner.task.exception() is None
+    task = runner.task
+    assert task is not None
+    await asyncio.wait_for(task, 10)
+    assert task.exception() is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not await database_sync_to_async(Turn.objects.filter(pk=runner.start.turn_id).exists)()
     await ws.disconnect()

@@ -40,6 +40,11 @@ def send(conversation, text="Hi there", client_id=None):
     )
 
 
+def prompt_of(start):
+    assert start.prompt is not None
+    return start.prompt
+
+
 def finish(start, text="Hello!", status=TurnStatus.COMPLETE):
     return reply_finish(
         turn_id=start.turn_id, content=text, status=status, after_seq=start.next_seq + 3
@@ -67,7 +72,7 @@ def test_sending_stores_the_user_turn_and_a_placeholder_before_the_reply(convers
     assert seqs == sorted(seqs)
     assert start.next_seq == seqs[-1] + 1
     assert start.events[0]["turn"]["name"] == "Sam"
-    assert start.prompt.history[-1].content == "Hi there"
+    assert prompt_of(start).history[-1].content == "Hi there"
     assert start.params.max_tokens == conversation.character.default_max_tokens
 
 
@@ -147,7 +152,7 @@ def test_regenerate_keeps_the_old_candidate_hidden_and_adds_a_sibling(conversati
     }
     created = again.events[1]["turn"]
     assert (created["candidate_index"], created["candidate_count"]) == (2, 2)
-    assert [t.content for t in again.prompt.history][-1] == "Hi there"
+    assert [t.content for t in prompt_of(again).history][-1] == "Hi there"
     finish(again, "Second answer")
     assert visible(conversation)[-1] == ("assistant", "Second answer", "complete")
     assert Turn.objects.get(pk=first.turn_id).content == "First answer"
@@ -184,8 +189,8 @@ def test_continue_extends_the_last_reply_in_place(conversation):
     more = reply_begin_continue(conversation_id=conversation.pk, user_id=conversation.owner_id)
     assert more.turn_id == first.turn_id
     assert more.prefix == "Once upon a"
-    assert more.prompt.continue_last
-    assert more.prompt.history[-1].content == "Once upon a"
+    assert prompt_of(more).continue_last
+    assert prompt_of(more).history[-1].content == "Once upon a"
     assert Turn.objects.get(pk=first.turn_id).status == "streaming"
 
 
@@ -209,7 +214,7 @@ def test_editing_a_user_turn_branches_and_replies_to_the_new_text(conversation):
     )
     assert start.events[0]["turn_ids"] == [user_turn.pk, first.turn_id]
     assert [c for _, c, _ in visible(conversation)][-2:] == ["Edited", ""]
-    assert start.prompt.history[-1].content == "Edited"
+    assert prompt_of(start).history[-1].content == "Edited"
     assert Turn.objects.filter(conversation=conversation).count() == 6
 
 
