@@ -53,9 +53,10 @@ class Proc:
 
     def stop(self) -> None:
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            # SIGINT first: daphne shuts down cleanly and py-spy writes its profile.
+            os.killpg(self.popen.pid, signal.SIGINT)
             try:
-                self.popen.wait(10)
+                self.popen.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
 

@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0)
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="record the server with py-spy")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.burst, args.idle, args.single, args.words = "20", 10, 100, 3, 40
@@ -256,18 +257,15 @@ def main() -> None:
     }
     bench = Bench(args, env, data)
     try:
+        daphne = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(args.port)]
+        daphne.append("companion.asgi:application")
+        if args.profile:
+            # Sampled stacks of the server, to find where its time goes.
+            spy = [str(Path(py).parent / "py-spy"), "record", "--format", "raw"]
+            daphne = [*spy, "-o", str(logs / "daphne-profile.txt"), "--", *daphne]
         bench.server = procs.start(
             "daphne",
-            [
-                py,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(args.port),
-                "companion.asgi:application",
-            ],
+            daphne,
             env,
             core=SERVER_CORE,
             port=args.port,
@@ -276,6 +274,9 @@ def main() -> None:
         procs.pin_self(LOAD_CORE)
 
         async def measure() -> None:
+            # Warm up: first requests import modules and open connections.
+            await bench.app(min(10, len(bench.clients)), words=20, spread=0)
+            await bench.floor(10, words=20, spread=0)
             results["single_stream"] = await bench.single_stream()
             results["burst"] = await bench.burst(args.burst)
             results["concurrent"] = {str(n): await bench.concurrent(n) for n in counts}

@@ -79,6 +79,9 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         "timeout": 10,
     }
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Channels runs every ORM call on one thread, so one kept connection serves them all;
+    # reopening SQLite (and re-running its PRAGMAs) per call costs more than the query.
+    _db["CONN_MAX_AGE"] = None
     # WAL + IMMEDIATE transactions: concurrent readers, writers queue instead of failing.
     _db.setdefault("OPTIONS", {}).update(
         {
@@ -106,7 +109,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "companion.layers.LocalChannelLayer",
             "CONFIG": {"capacity": CHANNEL_CAPACITY},
         }
     }

@@ -139,23 +139,9 @@ def prompt_preview_for_new_conversation(
     return with_lore(spec, character_id=character.pk)
 
 
-def prompt_input_for_conversation(
-    *, conversation_id: UUID, continue_last: bool = False
-) -> PromptInput:
-    """The prompt input for the next reply (with the lore its history fires)."""
-    return prompt_preview_for_conversation(
-        conversation_id=conversation_id, continue_last=continue_last
-    )[0]
-
-
-def prompt_preview_for_conversation(
-    *, conversation_id: UUID, continue_last: bool = False
-) -> tuple[PromptInput, LoreResult]:
-    """The prompt input for the next reply: the visible history, newest turn last.
-
-    Failed replies and empty placeholders are left out; a stopped reply counts as said.
-    """
-    conversation = (
+def conversation_for_prompt(*, conversation_id: UUID) -> Conversation:
+    """A conversation with everything its prompt needs, in two queries."""
+    return (
         Conversation.objects.select_related("character", "persona", "scene")
         .prefetch_related(
             Prefetch(
@@ -165,6 +151,26 @@ def prompt_preview_for_conversation(
         )
         .get(pk=conversation_id)
     )
+
+
+def prompt_input_for_conversation(
+    *, conversation: Conversation, continue_last: bool = False
+) -> PromptInput:
+    """The prompt input for the next reply (with the lore its history fires)."""
+    return prompt_preview_for_conversation(conversation=conversation, continue_last=continue_last)[
+        0
+    ]
+
+
+def prompt_preview_for_conversation(
+    *, conversation: Conversation, continue_last: bool = False
+) -> tuple[PromptInput, LoreResult]:
+    """The prompt input for the next reply: the visible history, newest turn last.
+
+    `conversation` comes from `conversation_for_prompt`. Failed replies and empty placeholders
+    are left out; a stopped reply counts as said.
+    """
+    conversation_id = conversation.pk
     rows = list(
         Turn.objects.filter(conversation_id=conversation_id, active=True)
         .exclude(status=TurnStatus.FAILED)

@@ -14,12 +14,11 @@ from django.db.models.functions import Substr, TruncMonth
 from django.http import Http404
 
 from conversations.models import Conversation, Role, Turn
-from conversations.wire import sibling_seqs
+from conversations.wire import WireTurn, turns_to_wire
 
 SNIPPET_CHARS = 160
 TURN_PAGE_DEFAULT = 50
 TURN_PAGE_MAX = 200
-TURN_FIELDS = ("id", "seq", "role", "name", "content", "status", "finish_reason", "created_at")
 
 
 def conversation_get_for_user(*, conversation_id: UUID | str, user: Any) -> Conversation:
@@ -50,40 +49,25 @@ def conversation_list_for_user(*, user: Any) -> QuerySet[Conversation]:
 
 @dataclass(frozen=True)
 class TurnPage:
-    turns: list[dict[str, Any]]
+    turns: list[WireTurn]
     has_more: bool
 
 
 def turn_page_for_conversation(
     *, conversation: Conversation, before_seq: int | None = None, limit: int = TURN_PAGE_DEFAULT
 ) -> TurnPage:
-    """The newest `limit` active turns below `before_seq`, returned in ascending `seq` order.
-
-    Every turn carries `candidate_index` (1-based, by `seq`) and `candidate_count`: for a reply,
-    among its siblings (same parent), so a client can draw swipe controls; 1 of 1 otherwise.
-    """
+    """The newest `limit` active turns below `before_seq`, returned in ascending `seq` order,
+    as the protocol's turn objects (with candidate positions for swipe controls)."""
     limit = max(1, min(limit, TURN_PAGE_MAX))
     rows = Turn.objects.filter(conversation=conversation, active=True)
     if before_seq is not None:
         rows = rows.filter(seq__lt=before_seq)
     # One row more than asked tells whether an older page exists without a COUNT.
-    page = list(rows.order_by("-seq").values(*TURN_FIELDS, "parent_id")[: limit + 1])
+    page = list(rows.order_by("-seq")[: limit + 1])
     has_more = len(page) > limit
     page = page[:limit]
     page.reverse()
-    _add_candidates(conversation, page)
-    for row in page:
-        del row["parent_id"]
-    return TurnPage(turns=page, has_more=has_more)
-
-
-def _add_candidates(conversation: Conversation, page: list[dict[str, Any]]) -> None:
-    replies = {(row["parent_id"], row["role"]) for row in page if row["role"] == Role.ASSISTANT}
-    siblings = sibling_seqs(conversation.pk, replies) if replies else {}
-    for row in page:
-        seqs = siblings.get((row["parent_id"], row["role"])) or [row["seq"]]
-        row["candidate_index"] = seqs.index(row["seq"]) + 1
-        row["candidate_count"] = len(seqs)
+    return TurnPage(turns=turns_to_wire(page), has_more=has_more)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl as ssl_module
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -57,11 +58,13 @@ class FakeM2her:
         tokens_per_second: float = 0.0,
         api_key: str = "",
         keep_requests: int = 1000,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.tokens_per_second = tokens_per_second
         self.api_key = api_key
+        self.ssl = ssl
         self.requests: deque[ReceivedRequest] = deque(maxlen=keep_requests)
         self._attempts: dict[str, int] = {}
         self._server: asyncio.Server | None = None
@@ -70,11 +73,17 @@ class FakeM2her:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._connection, self.host, self.port, limit=MAX_HEADER_BYTES, backlog=1024
+            self._connection,
+            self.host,
+            self.port,
+            limit=MAX_HEADER_BYTES,
+            backlog=1024,
+            ssl=self.ssl,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

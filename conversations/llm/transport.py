@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from conversations.llm.errors import ErrorCode, LLMError
+from conversations.llm.netbackend import asyncio_transport
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,18 @@ class ClientPool:
             s = self._settings
             # The watchdog enforces first-byte and idle limits; httpx's read timeout is a backstop.
             backstop = 2 * max(s.first_byte_timeout, s.idle_timeout)
+            limits = httpx.Limits(
+                max_connections=s.max_connections,
+                max_keepalive_connections=min(s.max_connections, 100),
+                keepalive_expiry=30.0,
+            )
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(
                     connect=s.connect_timeout, read=backstop, write=backstop, pool=backstop
                 ),
-                limits=httpx.Limits(
-                    max_connections=s.max_connections,
-                    max_keepalive_connections=min(s.max_connections, 100),
-                    keepalive_expiry=30.0,
-                ),
+                limits=limits,
                 follow_redirects=False,
-                transport=self._transport,
+                transport=self._transport or asyncio_transport(limits=limits),
             )
             self._clients[loop] = client
         return client

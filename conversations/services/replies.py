@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from conversations.llm.base import GenerationParams
 from conversations.models import Conversation, Role, Turn, TurnStatus
-from conversations.prompt_inputs import prompt_input_for_conversation
+from conversations.prompt_inputs import conversation_for_prompt, prompt_input_for_conversation
 from conversations.prompts import PromptInput
-from conversations.services.sequence import conversation_allocate_seq, conversation_current_seq
+from conversations.services.sequence import conversation_allocate_seq
 from conversations.wire import event, turn_to_wire, turns_to_wire
 
 # A runner that died mid-reply may have sent numbers the database never saw; jump past them.
@@ -48,13 +48,16 @@ class ReplyStart:
 def lock_conversation(*, conversation_id: UUID, count: int) -> int:
     """Allocate seqs (taking the row lock), fail stale replies, refuse while a reply runs."""
     first = conversation_allocate_seq(conversation_id=conversation_id, count=count)
-    streaming = Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
-    stale_before = timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
-    if streaming.filter(updated_at__lt=stale_before).exists():
-        first = replies_fail_stale(conversation_id=conversation_id, count=count)
-    if streaming.exists():
-        raise ChatActionError("busy", "A reply is already being written. Stop it or wait.")
-    return first
+    started = (
+        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
+        .values_list("updated_at", flat=True)
+        .first()
+    )
+    if started is None:
+        return first
+    if started < timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS):
+        return replies_fail_stale(conversation_id=conversation_id, count=count)
+    raise ChatActionError("busy", "A reply is already being written. Stop it or wait.")
 
 
 def replies_fail_stale(*, conversation_id: UUID, count: int = 0) -> int:
@@ -131,9 +134,7 @@ def reply_begin_for_message(
         with transaction.atomic():
             first = lock_conversation(conversation_id=conversation_id, count=2)
             check_concurrent_replies(user_id=user_id)
-            conversation = Conversation.objects.select_related("character", "persona").get(
-                pk=conversation_id
-            )
+            conversation = conversation_for_prompt(conversation_id=conversation_id)
             parent = last_visible_turn(conversation_id)
             user_turn = Turn(
                 conversation=conversation,
@@ -157,7 +158,7 @@ def reply_begin_for_message(
         if existing is None:
             raise
         return _duplicate(existing)
-    return _start(conversation, placeholder, [user_turn, placeholder], first + 2)
+    return _start(conversation, placeholder, [user_turn, placeholder], first + 2, fresh=True)
 
 
 def _duplicate(turn: Turn) -> ReplyStart:
@@ -179,12 +180,12 @@ def _start(
     *,
     leading: list[dict[str, Any]] | None = None,
     continue_last: bool = False,
+    fresh: bool = False,
 ) -> ReplyStart:
+    """`fresh`: every created turn is the first child of a new parent, so 1 of 1 candidates."""
     events = list(leading or [])
-    events.extend(
-        event("turn.created", t.seq, turn=w)
-        for t, w in zip(created, turns_to_wire(created), strict=True)
-    )
+    wires = [turn_to_wire(t) for t in created] if fresh else turns_to_wire(created)
+    events.extend(event("turn.created", t.seq, turn=w) for t, w in zip(created, wires, strict=True))
     return ReplyStart(
         conversation_id=conversation.pk,
         turn_id=placeholder.pk,
@@ -192,7 +193,7 @@ def _start(
         events=events,
         next_seq=next_seq,
         prompt=prompt_input_for_conversation(
-            conversation_id=conversation.pk, continue_last=continue_last
+            conversation=conversation, continue_last=continue_last
         ),
         params=params_for(conversation),
         prefix=placeholder.content,
@@ -206,7 +207,7 @@ def reply_begin_regenerate(
     with transaction.atomic():
         first = lock_conversation(conversation_id=conversation_id, count=2)
         check_concurrent_replies(user_id=user_id)
-        conversation = Conversation.objects.select_related("character").get(pk=conversation_id)
+        conversation = conversation_for_prompt(conversation_id=conversation_id)
         visible = Turn.objects.filter(conversation_id=conversation_id, active=True)
         target = (
             visible.filter(pk=turn_id).first()
@@ -227,7 +228,7 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
     with transaction.atomic():
         first = lock_conversation(conversation_id=conversation_id, count=1)
         check_concurrent_replies(user_id=user_id)
-        conversation = Conversation.objects.select_related("character").get(pk=conversation_id)
+        conversation = conversation_for_prompt(conversation_id=conversation_id)
         target = last_visible_turn(conversation_id)
         if target is None or target.role != Role.ASSISTANT or not target.content:
             raise ChatActionError("invalid", "Only a reply with text can be continued.")
@@ -254,7 +255,7 @@ def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text:
     with transaction.atomic():
         first = lock_conversation(conversation_id=conversation_id, count=3)
         check_concurrent_replies(user_id=user_id)
-        conversation = Conversation.objects.select_related("character").get(pk=conversation_id)
+        conversation = conversation_for_prompt(conversation_id=conversation_id)
         target = Turn.objects.filter(
             conversation_id=conversation_id, pk=turn_id, active=True, role=Role.USER
         ).first()
@@ -274,7 +275,9 @@ def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text:
         placeholder = new_placeholder(conversation, parent=edited, seq=first + 2)
         Turn.objects.bulk_create([placeholder])
     leading = [event("turns.hidden", first, turn_ids=hidden)]
-    return _start(conversation, placeholder, [edited, placeholder], first + 3, leading=leading)
+    return _start(
+        conversation, placeholder, [edited, placeholder], first + 3, leading=leading, fresh=True
+    )
 
 
 def reply_finish(
@@ -292,18 +295,14 @@ def reply_finish(
     error_message: str = "",
 ) -> int | None:
     """Persist the outcome of a reply in one UPDATE; return the seq of its final event, or
-    None when the conversation was deleted meanwhile.
+    None when the reply is no longer running (its conversation was deleted, or it was given up
+    as stale).
 
-    While a reply runs nothing else may write to its conversation, so the number after both the
-    runner's last delta and the database's last allocation is free.
+    While a reply runs nothing else writes to its conversation, so the number after the
+    runner's last one is free: the runner started from the database's newest number.
     """
-    conversation_id = (
-        Turn.objects.filter(pk=turn_id).values_list("conversation_id", flat=True).first()
-    )
-    if conversation_id is None:
-        return None
-    seq = max(after_seq, conversation_current_seq(conversation_id=conversation_id)) + 1
-    Turn.objects.filter(pk=turn_id).update(
+    seq = after_seq + 1
+    updated = Turn.objects.filter(pk=turn_id, status=TurnStatus.STREAMING).update(
         content=content,
         status=status,
         updated_seq=seq,
@@ -316,7 +315,7 @@ def reply_finish(
         error_message=error_message[:500],
         updated_at=timezone.now(),
     )
-    return seq
+    return seq if updated else None
 
 
 def wire_turn(turn_id: int) -> dict[str, Any]:

@@ -47,7 +47,9 @@ STARTUP_TIMEOUT = 60.0
 def _browser_unavailable(reason: str) -> None:
     if os.environ.get("REQUIRE_BROWSER") == "1":
         pytest.fail(f"REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    pytest.skip(f"{reason}: install Debian's chromium to run the browser tests")
+    pytest.skip(
+        f"{reason}: run `apt-get install chromium` (Debian's package) to run the browser tests"
+    )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -13,7 +13,8 @@ from conversations.models import Conversation, Role, Turn
 XSS_IMG = '<img src=x onerror="window.__xss=1;alert(1)">'
 # The fake model echoes the last message; this marker makes it answer with N numbered words,
 # which at the harness's pacing takes several seconds: time to stop, reload or disconnect.
-LONG = "[[words=80]]"
+LONG_WORDS = 120
+LONG = f"[[words={LONG_WORDS}]]"
 XSS_SCRIPT = "<script>window.__xss=2;alert(2)</script>"
 REPLY_TIMEOUT = 60_000
 

@@ -14,6 +14,7 @@ from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.services.conversations import conversation_create
 from tests.browser.pages import (
     LONG,
+    LONG_WORDS,
     REPLIES,
     REPLY_TIMEOUT,
     TURNS,
@@ -83,7 +84,7 @@ def test_a_reply_streams_in_word_by_word_and_completes(chat_page: Page, alice_ch
         ("assistant", "complete"),
     ]
     assert turns[1].content == f"Tell me about this library. {LONG}"
-    assert len(turns[2].content.split()) == 80
+    assert len(turns[2].content.split()) == LONG_WORDS
     assert body_text(chat_page, turns[2].pk) == squash(turns[2].content)
     expect(chat_page.locator(TURNS)).to_have_count(3)
 
@@ -100,7 +101,7 @@ def test_stopping_a_reply_keeps_the_text_so_far_and_marks_it_stopped(chat_page: 
     expect(chat_page.locator("#stop-button")).to_be_hidden()
     stored = visible_turns(conversation)[-1]
     assert stored.status == TurnStatus.STOPPED
-    assert 0 < len(stored.content.split()) < 80
+    assert 0 < len(stored.content.split()) < LONG_WORDS
     assert body_text(chat_page, stored.pk) == squash(stored.content)
 
 
@@ -159,7 +160,7 @@ def test_reloading_in_the_middle_of_a_reply_shows_it_finish(chat_page: Page, ali
     stored = visible_turns(conversation)
     assert [t.role for t in stored] == ["assistant", "user", "assistant"]
     assert stored[-1].status == TurnStatus.COMPLETE
-    assert len(stored[-1].content.split()) == 80
+    assert len(stored[-1].content.split()) == LONG_WORDS
     expect(chat_page.locator(TURNS)).to_have_count(3)
     assert body_text(chat_page, stored[-1].pk) == squash(stored[-1].content)
 
@@ -175,7 +176,7 @@ def test_a_dropped_connection_reconnects_and_catches_up(chat_page: Page, alice_c
     expect(chat_page.locator("#chat-conn")).to_have_attribute("data-state", "online")
     reply_complete(chat_page, 2)
     stored = visible_turns(conversation)[-1]
-    assert len(stored.content.split()) == 80
+    assert len(stored.content.split()) == LONG_WORDS
     assert body_text(chat_page, stored.pk) == squash(stored.content)
 
 
@@ -253,6 +254,11 @@ def test_the_page_fits_a_phone_and_a_desktop(new_page, server, alice_chat, artif
         assert send_box is not None
         assert send_box["height"] >= 44
         assert send_box["width"] >= 44
+        if width == 390:
+            # A touch screen gets finger-sized actions under the messages too.
+            action = last_reply(page).get_by_role("button", name="Regenerate").bounding_box()
+            assert action is not None
+            assert action["height"] >= 44
         page.screenshot(path=str(artifacts / f"chat-{width}.png"))
         if width == 390:
             send(page, f"And a long answer? {LONG}")

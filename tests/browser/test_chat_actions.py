@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 from conversations.models import Role, Turn, TurnStatus
 from tests.browser.pages import (
     LONG,
+    LONG_WORDS,
     REPLIES,
     REPLY_TIMEOUT,
     TURNS,
@@ -45,7 +46,7 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(chat_page: Page, alice_ch
 
 
 def test_editing_a_message_answers_the_new_text_and_keeps_the_old_branch(
-    chat_page: Page, alice_chat
+    chat_page: Page, alice_chat, artifacts
 ):
     _, conversation = alice_chat
     send(chat_page, "I like tea.")
@@ -56,6 +57,7 @@ def test_editing_a_message_answers_the_new_text_and_keeps_the_old_branch(
     editor = chat_page.locator(USERS).last.locator("textarea.edit-input")
     expect(editor).to_have_value("I like tea.")
     editor.fill("I like coffee.")
+    chat_page.screenshot(path=str(artifacts / "chat-390-editing.png"))
     chat_page.locator(USERS).last.get_by_role("button", name="Save and send").click()
 
     expect(chat_page.locator(USERS)).to_have_count(1)
@@ -102,7 +104,7 @@ def test_deleting_a_message_asks_first_then_hides_it(chat_page: Page, alice_chat
     expect(chat_page.locator(USERS)).to_have_count(0)
 
 
-def test_a_failed_reply_shows_why_and_retry_answers(chat_page: Page, alice_chat):
+def test_a_failed_reply_shows_why_and_retry_answers(chat_page: Page, alice_chat, artifacts):
     _, conversation = alice_chat
     send(chat_page, "Knock knock [[fail=1]][[auth]]")
 
@@ -111,6 +113,7 @@ def test_a_failed_reply_shows_why_and_retry_answers(chat_page: Page, alice_chat)
     failed = visible_turns(conversation)[-1]
     assert failed.status == TurnStatus.FAILED
     expect(reply.locator(".turn-error")).to_have_text(failed.error_message)
+    chat_page.screenshot(path=str(artifacts / "chat-390-failed.png"))
     reply.get_by_role("button", name="Retry").click()
 
     reply = reply_complete(chat_page, 2)
@@ -165,7 +168,7 @@ def test_a_message_sent_while_a_reply_streams_waits_its_turn(chat_page: Page, al
     expect(chat_page.locator(REPLIES).nth(2)).to_contain_text("You said: Second question.")
     users = [t.content for t in visible_turns(conversation) if t.role == Role.USER]
     assert users == [f"First question. {LONG}", "Second question."]
-    assert len(visible_turns(conversation)[2].content.split()) == 80
+    assert len(visible_turns(conversation)[2].content.split()) == LONG_WORDS
 
 
 def test_two_tabs_show_the_same_conversation_live(chat_page: Page, new_page, alice_chat):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations.chat_views import CHAT_PAGE_TURNS
-from conversations.models import Role, Turn
+from conversations.models import Role, Turn, TurnStatus
 from conversations.services.conversations import conversation_create
 from tests.factories import make_character, make_persona
 
@@ -169,6 +169,8 @@ def test_a_long_conversation_opens_with_only_its_newest_page(alice_client, conve
     assert f"message number {conversation.last_seq}" in html
     assert "message number 2<" not in html
     assert json_script(html, "chat-config")["has_more"] is True
+    replies = [t for t in turns if t["role"] == "assistant"]
+    assert {(t["candidate_index"], t["candidate_count"]) for t in replies} == {(1, 1)}
     assert 'id="older"' in html
     assert 'id="older" hidden' not in html
 
@@ -197,3 +199,29 @@ def test_last_seq_counts_numbers_a_finished_reply_used_past_the_conversation_row
     html = alice_client.get(conversation.get_absolute_url()).content.decode()
 
     assert json_script(html, "chat-config")["last_seq"] == conversation.last_seq + 7
+
+
+def test_a_streaming_reply_shows_as_typing_and_a_failed_one_shows_why(alice_client, conversation):
+    add_turns(conversation, 4)
+    streaming, user, reply = Turn.objects.filter(conversation=conversation).order_by("-seq")[:3]
+    Turn.objects.filter(pk=reply.pk).update(
+        status=TurnStatus.FAILED,
+        error_code="content_filtered",
+        error_message="The provider refused this content.",
+    )
+    Turn.objects.filter(pk=streaming.pk).update(status=TurnStatus.STREAMING, content="")
+
+    html = alice_client.get(conversation.get_absolute_url()).content.decode()
+
+    assert f'id="turn-{streaming.pk}"' in html
+    assert 'class="turn turn-assistant is-streaming"' in html
+    assert "typing…" in html
+    assert 'class="turn turn-assistant is-failed"' in html
+    assert "The provider refused this content." in html
+    assert "safety filter" in html
+    turns = {t["id"]: t for t in json_script(html, "chat-turns")}
+    assert turns[reply.pk]["error"] == {
+        "code": "content_filtered",
+        "message": "The provider refused this content.",
+    }
+    assert turns[user.pk]["role"] == "user"

@@ -12,6 +12,7 @@ from characters.models import Lorebook, LorebookEntry
 from conversations.lore import LoreBook, LoreEntry, apply_lorebook, scan_window, strip_decorators
 from conversations.models import Role, Turn
 from conversations.prompt_inputs import (
+    conversation_for_prompt,
     prompt_input_for_conversation,
     prompt_input_for_new_conversation,
     prompt_preview_for_conversation,
@@ -276,10 +277,11 @@ def test_conversation_prompt_scans_the_stored_turns(alice):
         content="Take me to the castle.",
     )
 
-    spec, _lore = prompt_preview_for_conversation(conversation_id=conversation.pk)
+    loaded = conversation_for_prompt(conversation_id=conversation.pk)
+    spec, _lore = prompt_preview_for_conversation(conversation=loaded)
 
     assert spec.lore == ("The castle is old.",)
-    assert prompt_input_for_conversation(conversation_id=conversation.pk).lore == spec.lore
+    assert prompt_input_for_conversation(conversation=loaded).lore == spec.lore
 
 
 def test_characters_without_a_lorebook_get_no_lore(alice):

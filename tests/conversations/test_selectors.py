@@ -81,6 +81,10 @@ def test_turn_page_is_the_newest_turns_in_ascending_order(alice):
         "status",
         "finish_reason",
         "created_at",
+        "client_id",
+        "parent_id",
+        "active",
+        "error",
         "candidate_index",
         "candidate_count",
     }

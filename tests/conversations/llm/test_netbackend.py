@@ -1,0 +1,108 @@
+"""The asyncio network backend under httpx: plain HTTP, TLS, keep-alive, large bodies, closes."""
+
+import asyncio
+import ssl
+
+import httpx
+import pytest
+import trustme
+
+from conversations.llm.fake_server import FakeM2her
+from conversations.llm.m2her import m2her_backend
+from conversations.llm.netbackend import AsyncioBackend, asyncio_transport
+from conversations.llm.transport import ClientPool, HttpSettings
+from tests.conversations.llm.helpers import run_stream, user_says
+
+LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
+
+
+@pytest.fixture(scope="module")
+def certificate_authority():
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_fake(certificate_authority):
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    async with FakeM2her(ssl=server_context) as server:
+        yield server
+
+
+async def test_a_stream_over_tls_arrives_whole(tls_fake, certificate_authority):
+    client_context = ssl.create_default_context()
+    certificate_authority.configure_trust(client_context)
+    clients = ClientPool(
+        HttpSettings(), transport=asyncio_transport(limits=LIMITS, verify=client_context)
+    )
+    backend = m2her_backend(base_url=tls_fake.base_url, api_key="k", clients=clients)
+    texts, completion, error = await run_stream(backend, user_says("[[words=50]] over tls"))
+    await backend.aclose()
+    assert error is None
+    assert completion is not None
+    assert "".join(texts) == completion.text
+    assert completion.text.endswith("word50")
+    assert tls_fake.base_url.startswith("https://")
+
+
+async def test_an_untrusted_certificate_is_refused(tls_fake):
+    clients = ClientPool(HttpSettings(max_retries=0), transport=asyncio_transport(limits=LIMITS))
+    backend = m2her_backend(base_url=tls_fake.base_url, api_key="k", clients=clients)
+    _texts, completion, error = await run_stream(backend, user_says("hello"))
+    await backend.aclose()
+    assert completion is None
+    assert error is not None
+    assert error.code == "upstream_unavailable"
+
+
+async def test_connections_are_kept_alive_and_reused():
+    async with FakeM2her() as fake:
+        transport = asyncio_transport(limits=LIMITS)
+        async with httpx.AsyncClient(transport=transport) as client:
+            for _ in range(3):
+                response = await client.post(
+                    f"{fake.base_url}/v1/chat/completions",
+                    json={"model": "M2-her", "messages": [{"role": "user", "content": "hi"}]},
+                )
+                assert response.json()["choices"][0]["message"]["content"] == "You said: hi"
+            connections = transport._pool.connections
+            assert len(connections) == 1
+
+
+async def test_a_large_body_larger_than_the_read_buffer_is_read_whole():
+    transport = asyncio_transport(limits=LIMITS)
+    async with FakeM2her() as fake, httpx.AsyncClient(transport=transport) as client:
+        text = "x" * 600_000
+        response = await client.post(
+            f"{fake.base_url}/v1/chat/completions",
+            json={"model": "M2-her", "messages": [{"role": "user", "content": text}]},
+        )
+        assert response.json()["choices"][0]["message"]["content"] == f"You said: {text}"
+
+
+async def test_a_connection_refused_is_a_connect_error():
+    async with httpx.AsyncClient(transport=asyncio_transport(limits=LIMITS)) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://127.0.0.1:9/")
+
+
+async def test_a_server_that_closes_midway_is_a_read_error():
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, httpx.AsyncClient(transport=asyncio_transport(limits=LIMITS)) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_the_default_client_pool_uses_the_asyncio_backend():
+    pool = ClientPool(HttpSettings())
+    client = pool.get()
+    backend = client._transport._pool._network_backend
+    await pool.aclose()
+    assert isinstance(backend, AsyncioBackend)
