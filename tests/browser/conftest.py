@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from conversations.services.conversations import conversation_create
 from tests.browser.pages import log_in, open_chat
 from tests.factories import make_character, make_persona, make_user
+from tests.servers import ServerProcess, database_url, free_port, start_process, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -41,7 +37,6 @@ CHROMIUM_ARGS = [
 ]
 # Slow enough that a test can stop, reload or disconnect in the middle of a reply.
 FAKE_TOKENS_PER_SECOND = 20
-STARTUP_TIMEOUT = 60.0
 
 
 def _browser_unavailable(reason: str) -> None:
@@ -57,86 +52,6 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    log_offset: int = field(default=0)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_since_mark(self) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(self.log_offset)
-            return log.read().decode(errors="replace")
-
-    def mark(self) -> None:
-        self.log_offset = self.log_path.stat().st_size
-
-
-def start_process(name: str, args: list[str], env: dict[str, str], port: int) -> ServerProcess:
-    # The servers keep Django's guard against sync ORM calls from async code.
-    env = {k: v for k, v in env.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
-    log_path = Path(tempfile.mkstemp(prefix=f"companion-{name}-", suffix=".log")[1])
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
-    server = ServerProcess(name=name, proc=proc, port=port, log_path=log_path)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{server.log_since_mark()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return server
-        except OSError:
-            time.sleep(0.1)
-    stop_process(server)
-    raise RuntimeError(f"{name} did not listen on {port}:\n{server.log_since_mark()}")
-
-
-def stop_process(server: ServerProcess) -> None:
-    if server.proc.poll() is None:
-        try:
-            os.killpg(server.proc.pid, signal.SIGTERM)
-            server.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-    server.log_path.unlink(missing_ok=True)
-
-
-def database_url() -> str:
-    """The test database, as a URL the server subprocess can open."""
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] == "django.db.backends.postgresql":
-        user = quote(str(db.get("USER") or ""), safe="")
-        password = quote(str(db.get("PASSWORD") or ""), safe="")
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = db.get("HOST") or "localhost"
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{auth}{host}{port}/{quote(str(db['NAME']), safe='')}"
-    raise RuntimeError(f"browser tests do not support {db['ENGINE']}")
 
 
 @pytest.fixture(scope="session")

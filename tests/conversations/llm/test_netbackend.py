@@ -103,6 +103,8 @@ async def test_a_server_that_closes_midway_is_a_read_error():
 async def test_the_default_client_pool_uses_the_asyncio_backend():
     pool = ClientPool(HttpSettings())
     client = pool.get()
-    backend = client._transport._pool._network_backend
+    transport = client._transport
+    assert isinstance(transport, httpx.AsyncHTTPTransport)
+    backend = transport._pool._network_backend
     await pool.aclose()
     assert isinstance(backend, AsyncioBackend)
