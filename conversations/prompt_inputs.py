@@ -190,6 +190,7 @@ def prompt_preview_for_conversation(
         continue_last=continue_last,
         context_tokens=context_tokens(),
         reply_tokens=conversation.character.default_max_tokens,
+        seed=str(conversation_id),
     )
     return with_lore(spec, character_id=conversation.character_id)
 

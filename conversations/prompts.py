@@ -63,6 +63,8 @@ class PromptInput:
     continue_last: bool = False
     context_tokens: int = 2048
     reply_tokens: int = 400
+    # Makes {{pick:...}} choose the same way for the whole conversation.
+    seed: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ def _message(role: str, content: str, name: str = "") -> ChatMessage:
     return message
 
 
-def _system_content(spec: CharacterSpec, lore: tuple[str, ...], char: str, user: str) -> str:
+def _system_content(
+    spec: CharacterSpec, lore: tuple[str, ...], char: str, user: str, seed: str
+) -> str:
     sections = [
         spec.description,
         f"Personality: {spec.personality}" if spec.personality else "",
@@ -106,7 +110,9 @@ def _system_content(spec: CharacterSpec, lore: tuple[str, ...], char: str, user:
         *lore,
         spec.post_history_instructions,
     ]
-    return "\n\n".join(expand(s.strip(), char=char, user=user) for s in sections if s.strip())
+    return "\n\n".join(
+        expand(s.strip(), char=char, user=user, seed=seed) for s in sections if s.strip()
+    )
 
 
 def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> PromptResult:
@@ -121,17 +127,17 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
             "system",
             _message(
                 "system",
-                _system_content(spec.character, spec.lore, char, user),
+                _system_content(spec.character, spec.lore, char, user, spec.seed),
                 spec.character.name,
             ),
         ),
     ]
-    persona_text = expand(spec.persona.description.strip(), char=char, user=user)
+    persona_text = expand(spec.persona.description.strip(), char=char, user=user, seed=spec.seed)
     if persona_text:
         # Without a description the persona is only a name, which every user turn carries.
         head.append(("persona", _message("user_system", persona_text, user)))
     if spec.scene is not None:
-        scene_text = expand(spec.scene.description, char=char, user=user)
+        scene_text = expand(spec.scene.description, char=char, user=user, seed=spec.seed)
         head.append(("scene", _message("group", scene_text, spec.scene.name)))
 
     def turn_message(turn: HistoryTurn) -> ChatMessage:
@@ -163,8 +169,12 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
 
     samples = [
         (
-            _message("sample_message_user", expand(u, char=char, user=user), user),
-            _message("sample_message_ai", expand(a, char=char, user=user), spec.character.name),
+            _message("sample_message_user", expand(u, char=char, user=user, seed=spec.seed), user),
+            _message(
+                "sample_message_ai",
+                expand(a, char=char, user=user, seed=spec.seed),
+                spec.character.name,
+            ),
         )
         for u, a in spec.character.samples
     ]

@@ -223,3 +223,14 @@ def test_continue_keeps_the_last_reply_and_asks_to_continue_it():
     assert result.messages[-2]["content"] == "Once upon a"
     assert result.messages[-1] == {"role": "user", "content": CONTINUE_INSTRUCTION, "name": "Sam"}
     assert [p.label for p in result.parts][-2:] == ["newest turn", "continue"]
+
+
+def test_pick_macros_choose_the_same_way_for_a_whole_conversation():
+    character = CharacterSpec(name="Aria", description="Eyes: {{pick:red,green,blue,amber,grey}}.")
+
+    def system_for(seed):
+        spec = PromptInput(character=character, history=(HistoryTurn("user", "hi"),), seed=seed)
+        return build_prompt(spec).messages[0]["content"]
+
+    assert system_for("conversation-1") == system_for("conversation-1")
+    assert len({system_for(f"conversation-{i}") for i in range(20)}) > 1
