@@ -20,11 +20,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from characters.card_forms import CardImportForm
-from characters.cards.errors import CardError
+from characters.card_forms import card_import_from_request
 from characters.cards.exporting import CONTENT_TYPES, card_export
-from characters.cards.services import character_import_card
-from characters.cards.uploads import capped_upload, upload_too_large
+from characters.cards.uploads import capped_upload
 from characters.models import Character, Lorebook, LorebookEntry
 
 if TYPE_CHECKING:
@@ -228,24 +226,13 @@ class CardAdminMixin(_CharacterAdminBase):
         """Import a card as a new private character of the signed-in creator."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        posted = request.method == "POST"
-        form = CardImportForm(
-            request.POST if posted else None,
-            request.FILES if posted else None,
-            too_large=posted and upload_too_large(request),
-        )
-        if posted and form.is_valid():
-            data, filename = form.card_bytes()
-            try:
-                result = character_import_card(owner=request.user, data=data, filename=filename)
-            except CardError as error:
-                form.add_error("file", error.message)
-            else:
-                self.message_user(request, f"Imported {result.character.name}.", messages.SUCCESS)
-                for warning in result.warnings:
-                    self.message_user(request, warning, messages.WARNING)
-                url = reverse("admin:characters_character_change", args=[result.character.pk])
-                return HttpResponseRedirect(url)
+        form, result = card_import_from_request(request)
+        if result is not None:
+            self.message_user(request, f"Imported {result.character.name}.", messages.SUCCESS)
+            for warning in result.warnings:
+                self.message_user(request, warning, messages.WARNING)
+            url = reverse("admin:characters_character_change", args=[result.character.pk])
+            return HttpResponseRedirect(url)
         context = {
             **self.admin_site.each_context(request),
             "title": "Import a character card",

@@ -8,11 +8,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from characters.card_forms import CardImportForm
-from characters.cards.errors import CardError
+from characters.card_forms import card_import_from_request
 from characters.cards.exporting import FORMATS, card_export
-from characters.cards.services import character_import_card
-from characters.cards.uploads import capped_upload, upload_too_large
+from characters.cards.uploads import capped_upload
 from characters.selectors import character_get_visible
 
 
@@ -21,23 +19,12 @@ from characters.selectors import character_get_visible
 @capped_upload
 def card_import(request: HttpRequest) -> HttpResponse:
     """Upload a card; it becomes a private character of the user's own."""
-    posted = request.method == "POST"
-    form = CardImportForm(
-        request.POST if posted else None,
-        request.FILES if posted else None,
-        too_large=posted and upload_too_large(request),
-    )
-    if posted and form.is_valid():
-        data, filename = form.card_bytes()
-        try:
-            result = character_import_card(owner=request.user, data=data, filename=filename)
-        except CardError as error:
-            form.add_error("file", error.message)
-        else:
-            messages.success(request, f"Imported {result.character.name} as a private character.")
-            for warning in result.warnings:
-                messages.warning(request, warning)
-            return redirect(result.character)
+    form, result = card_import_from_request(request)
+    if result is not None:
+        messages.success(request, f"Imported {result.character.name} as a private character.")
+        for warning in result.warnings:
+            messages.warning(request, warning)
+        return redirect(result.character)
     return render(request, "cards/import.html", {"form": form}, status=400 if form.errors else 200)
 
 

@@ -124,4 +124,5 @@ def make_turns(conversation: Conversation, count: int, *, text: str = "line") ->
             for i, seq in enumerate(seqs)
             if i % 2 == 1
         )
+    conversation.refresh_from_db(fields=["last_seq"])
     return sorted([*users, *replies], key=lambda turn: turn.seq)

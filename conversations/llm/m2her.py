@@ -27,8 +27,11 @@ def wire_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
 class ChatStyle:
     """`/v1/chat/completions` and the native `/v1/text/chatcompletion_v2`: same body and chunks."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, max_tokens_field: str = "max_completion_tokens") -> None:
         self.path = path
+        # M2-her caps replies with `max_completion_tokens`; generic OpenAI-compatible servers
+        # (Ollama, vLLM, llama.cpp) all understand `max_tokens`.
+        self.max_tokens_field = max_tokens_field
 
     def body(
         self,
@@ -42,7 +45,7 @@ class ChatStyle:
             "model": model,
             "messages": list(messages),
             "stream": stream,
-            "max_completion_tokens": params.max_tokens,
+            self.max_tokens_field: params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
         }

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from conversations.llm.base import MAX_COMPLETION_TOKENS, ChatMessage, GenerationParams
-from conversations.llm.decoders import ChatDecoder, Decoder
+from conversations.llm.base import MAX_COMPLETION_TOKENS, GenerationParams
+from conversations.llm.m2her import ChatStyle
 from conversations.llm.remote import RemoteBackend
 from conversations.llm.roles import fold_roles
 from conversations.llm.transport import ClientPool, HttpSettings
@@ -19,34 +16,6 @@ def clamp_openai(params: GenerationParams) -> GenerationParams:
         top_p=params.top_p if 0 < params.top_p <= 1 else 1.0,
         max_tokens=min(max(int(params.max_tokens), 1), MAX_COMPLETION_TOKENS),
     )
-
-
-class OpenAIChatStyle:
-    path = "/v1/chat/completions"
-
-    def body(
-        self,
-        messages: Sequence[ChatMessage],
-        params: GenerationParams,
-        *,
-        model: str,
-        stream: bool,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": list(messages),
-            "stream": stream,
-            # `max_tokens` is the field every compatible server understands.
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        return body
-
-    def decoder(self) -> Decoder:
-        return ChatDecoder()
 
 
 def openai_backend(
@@ -68,7 +37,7 @@ def openai_backend(
         name="openai",
         base_url=base,
         model=model,
-        style=OpenAIChatStyle(),
+        style=ChatStyle("/v1/chat/completions", max_tokens_field="max_tokens"),
         http=http or HttpSettings(),
         api_key=api_key,
         clients=clients,

@@ -8,7 +8,7 @@ import time
 from django.test import Client
 from playwright.sync_api import Locator, Page, expect
 
-from conversations.models import Conversation, Role, Turn
+from conversations.models import Conversation, Turn
 
 XSS_IMG = '<img src=x onerror="window.__xss=1;alert(1)">'
 # The fake model echoes the last message; this marker makes it answer with N numbered words,
@@ -79,27 +79,6 @@ def body_text(page: Page, turn_id: int) -> str:
 def squash(text: str) -> str:
     """Compare text as a reader sees it: markup characters and spacing aside."""
     return re.sub(r"\s+", " ", text.replace("*", "")).strip()
-
-
-def add_exchanges(conversation: Conversation, count: int) -> None:
-    """Append `count` turns (user, reply, user, ...) saying "old message <i>"."""
-    start = conversation.last_seq + 1
-
-    def turn(i: int, parent: Turn | None = None) -> Turn:
-        user = i % 2 == 0
-        return Turn(
-            conversation=conversation,
-            seq=start + i,
-            updated_seq=start + i,
-            parent=parent,
-            role=Role.USER if user else Role.ASSISTANT,
-            name="Sam" if user else "Aria",
-            content=f"old message {i}",
-        )
-
-    users = Turn.objects.bulk_create(turn(i) for i in range(0, count, 2))
-    Turn.objects.bulk_create(turn(i, users[i // 2]) for i in range(1, count, 2))
-    Conversation.objects.filter(pk=conversation.pk).update(last_seq=start + count - 1)
 
 
 def visible_turns(conversation: Conversation) -> list[Turn]:

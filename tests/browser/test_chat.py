@@ -20,7 +20,6 @@ from tests.browser.pages import (
     TURNS,
     XSS_IMG,
     XSS_SCRIPT,
-    add_exchanges,
     body_text,
     last_reply,
     log_in,
@@ -31,7 +30,7 @@ from tests.browser.pages import (
     squash,
     visible_turns,
 )
-from tests.factories import PASSWORD, make_character, make_user
+from tests.factories import PASSWORD, make_character, make_turns, make_user
 
 pytestmark = pytest.mark.browser
 
@@ -272,7 +271,7 @@ def test_the_page_fits_a_phone_and_a_desktop(new_page, server, alice_chat, artif
 
 def test_scrolling_up_loads_older_turns_and_offers_a_jump_to_latest(chat_page: Page, alice_chat):
     _, conversation = alice_chat
-    add_exchanges(conversation, count=119)
+    make_turns(conversation, 119, text="old message")
     chat_page.reload()
     expect(chat_page.locator("#chat-conn")).to_have_attribute("data-state", "online")
     expect(chat_page.locator(TURNS)).to_have_count(50)
@@ -280,7 +279,7 @@ def test_scrolling_up_loads_older_turns_and_offers_a_jump_to_latest(chat_page: P
     chat_page.locator("#transcript").evaluate("el => el.scrollTop = 0")
 
     expect(chat_page.locator(TURNS)).to_have_count(100)
-    anchor = chat_page.locator("#turns > li", has_text="old message 69")
+    anchor = chat_page.locator("#turns > li", has_text="old message 71")
     expect(anchor).to_be_in_viewport()
     chat_page.locator("#transcript").evaluate("el => el.scrollTop = 0")
     expect(chat_page.locator(TURNS)).to_have_count(120)

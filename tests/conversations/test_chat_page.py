@@ -8,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations.chat_views import CHAT_PAGE_TURNS
-from conversations.models import Role, Turn, TurnStatus
+from conversations.models import Turn, TurnStatus
 from conversations.services.conversations import conversation_create
-from tests.factories import make_character, make_persona
+from tests.factories import make_character, make_persona, make_turns
 
 pytestmark = pytest.mark.django_db
 
@@ -42,29 +42,6 @@ class Elements(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.elements.append((tag, dict(attrs)))
-
-
-def add_turns(conversation, count: int) -> None:
-    """Append `count` turns after the greeting, user and reply by turns (each reply the child of
-    the message before it), in two bulk inserts."""
-    start = conversation.last_seq + 1
-
-    def turn(i: int, parent: Turn | None = None) -> Turn:
-        user = i % 2 == 0
-        return Turn(
-            conversation=conversation,
-            seq=start + i,
-            updated_seq=start + i,
-            parent=parent,
-            role=Role.USER if user else Role.ASSISTANT,
-            name="Sam" if user else "Aria",
-            content=f"message number {start + i}",
-        )
-
-    users = Turn.objects.bulk_create(turn(i) for i in range(0, count, 2))
-    Turn.objects.bulk_create(turn(i, users[i // 2]) for i in range(1, count, 2))
-    conversation.last_seq = start + count - 1
-    conversation.save(update_fields=["last_seq"])
 
 
 def test_owner_sees_the_greeting_rendered_with_the_character_and_persona(
@@ -157,7 +134,7 @@ def test_the_page_has_no_inline_scripts_styles_or_handlers(alice_client, convers
 
 
 def test_a_long_conversation_opens_with_only_its_newest_page(alice_client, conversation):
-    add_turns(conversation, 5000)
+    make_turns(conversation, 5000, text="message number")
 
     html = alice_client.get(conversation.get_absolute_url()).content.decode()
 
@@ -181,7 +158,7 @@ def test_opening_a_5000_turn_conversation_takes_as_few_queries_as_a_short_one(
     short = conversation_create(owner=alice, character=make_character(name="Bea"))
     with CaptureQueriesContext(connection) as short_queries:
         assert alice_client.get(short.get_absolute_url()).status_code == 200
-    add_turns(conversation, 5000)
+    make_turns(conversation, 5000, text="message number")
 
     with CaptureQueriesContext(connection) as long_queries:
         assert alice_client.get(conversation.get_absolute_url()).status_code == 200
@@ -202,7 +179,7 @@ def test_last_seq_counts_numbers_a_finished_reply_used_past_the_conversation_row
 
 
 def test_a_streaming_reply_shows_as_typing_and_a_failed_one_shows_why(alice_client, conversation):
-    add_turns(conversation, 4)
+    make_turns(conversation, 4, text="message number")
     streaming, user, reply = Turn.objects.filter(conversation=conversation).order_by("-seq")[:3]
     Turn.objects.filter(pk=reply.pk).update(
         status=TurnStatus.FAILED,

@@ -179,7 +179,7 @@ def test_a_page_of_a_long_conversation_takes_a_fixed_number_of_queries(
         oldest = turn_page_for_conversation(conversation=conversation, before_seq=60, limit=200)
 
     assert len(newest.turns) == 200
-    assert newest.turns[-1]["seq"] == conversation.last_seq + 5000
+    assert newest.turns[-1]["seq"] == conversation.last_seq
     assert seqs(oldest) == [1, *range(3, 60)]
     assert not oldest.has_more
     assert oldest.turns[0]["candidate_count"] == 2
