@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from conversations.models import Turn, TurnStatus
-from conversations.services.sequence import conversation_current_seq
+from conversations.services.sequence import conversation_current_seq, conversation_last_seq
 from conversations.wire import WireTurn, turns_to_wire
 
 SYNC_LIMIT = 200
@@ -25,11 +25,16 @@ class SyncState:
 
 def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
     """Turns changed after `after_seq` (the newest `SYNC_LIMIT`), oldest first."""
-    seq = conversation_current_seq(conversation_id=conversation_id)
     changed = list(
         Turn.objects.filter(conversation_id=conversation_id, updated_seq__gt=after_seq).order_by(
             "-updated_seq"
         )[: SYNC_LIMIT + 1]
+    )
+    # The newest change is the newest number a turn holds; only without one is it looked up.
+    seq = (
+        max(changed[0].updated_seq, conversation_last_seq(conversation_id=conversation_id))
+        if changed
+        else conversation_current_seq(conversation_id=conversation_id)
     )
     complete = len(changed) <= SYNC_LIMIT
     changed = sorted(changed[:SYNC_LIMIT], key=lambda t: t.seq)

@@ -42,6 +42,14 @@ def conversation_allocate_seq(*, conversation_id: UUID, count: int = 1) -> int:
     return last - count + 1
 
 
+def conversation_last_seq(*, conversation_id: UUID) -> int:
+    """The last number a transaction handed out (a finished reply may hold a newer one)."""
+    last: int | None = (
+        Conversation.objects.filter(pk=conversation_id).values_list("last_seq", flat=True).first()
+    )
+    return last or 0
+
+
 def conversation_current_seq(*, conversation_id: UUID) -> int:
     """The newest sequence number a client can have seen from the database."""
     row = (
