@@ -47,6 +47,14 @@ class Decoder:
             logger.debug("skipping a data line that is not JSON: %.80r", data)
             return None
 
+    def _object(self, data: str) -> dict[str, Any] | None:
+        """The event's JSON object; None for `[DONE]` (which ends the stream) and non-objects."""
+        if data == "[DONE]":
+            self.done = True
+            return None
+        obj = self._load(data)
+        return obj if isinstance(obj, dict) else None
+
 
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
@@ -75,13 +83,8 @@ class ChatDecoder(Decoder):
     __slots__ = ()
 
     def feed(self, event: str, data: str) -> str:
-        if data == "[DONE]":
-            self.done = True
-            return ""
-        obj = self._load(data)
-        if not isinstance(obj, dict):
-            return ""
-        return self._frame(obj)
+        obj = self._object(data)
+        return "" if obj is None else self._frame(obj)
 
     def feed_body(self, body: Any) -> str:
         if not isinstance(body, dict):
@@ -140,11 +143,8 @@ class ResponsesDecoder(Decoder):
     __slots__ = ()
 
     def feed(self, event: str, data: str) -> str:
-        if data == "[DONE]":
-            self.done = True
-            return ""
-        obj = self._load(data)
-        if not isinstance(obj, dict):
+        obj = self._object(data)
+        if obj is None:
             return ""
         kind = event or obj.get("type") or ""
         if kind == "response.output_text.delta":
