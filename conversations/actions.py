@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
+from django.core.exceptions import ImproperlyConfigured
 
 from conversations import streaming
 from conversations.llm.factory import get_backend
@@ -22,6 +24,8 @@ from conversations.protocol import (
 from conversations.ratelimit import replies_check_rate
 from conversations.services import branches, replies
 from conversations.services.replies import ReplyStart
+
+log = logging.getLogger(__name__)
 
 
 async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID) -> None:
@@ -40,6 +44,14 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     if isinstance(message, DeleteTurn):
         await _apply(branches.turn_delete, conversation_id, turn_id=message.turn_id)
         return
+    try:
+        backend = get_backend()
+    except ImproperlyConfigured:
+        # `manage.py check` reports the details to the operator; nothing is written.
+        log.exception("the model backend is misconfigured")
+        raise replies.ChatActionError(
+            "unavailable", "The model service is not set up on this server."
+        ) from None
     await replies_check_rate(user_id=user_id)
     start: ReplyStart
     ids = {"conversation_id": conversation_id, "user_id": user_id}
@@ -72,7 +84,7 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     if start.duplicate:
         return
     await streaming.broadcast(conversation_id, start.events)
-    streaming.start_reply(start, get_backend())
+    streaming.start_reply(start, backend)
 
 
 async def _apply(service: Any, conversation_id: UUID, **kwargs: Any) -> None:

@@ -107,6 +107,14 @@ class ReplyRunner:
         listener = asyncio.create_task(self._listen(control))
         try:
             await self._generate()
+        except Exception:
+            # Never leave the turn "streaming" (the conversation would stay busy until stale).
+            log.exception("reply %s broke", self.start.turn_id)
+            await self._record_failure(
+                "upstream_unavailable",
+                "Something went wrong while writing this reply.",
+                retryable=True,
+            )
         finally:
             listener.cancel()
             await layer.group_discard(control_group(self.start.conversation_id), control)

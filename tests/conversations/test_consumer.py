@@ -335,3 +335,19 @@ async def test_deleting_a_conversation_mid_reply_ends_the_reply_quietly(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not await database_sync_to_async(Turn.objects.filter(pk=runner.start.turn_id).exists)()
     await ws.disconnect()
+
+
+async def test_a_misconfigured_backend_is_refused_before_anything_is_stored(
+    conversation, owner, settings
+):
+    settings.LLM_BACKEND = "openai"
+    settings.OPENAI_BASE_URL = ""
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "hello?")
+    error = (await collect_until(ws, "error"))[-1]
+    assert error["code"] == "unavailable"
+    assert "OPENAI" not in error["message"]
+    assert await rows(conversation) == [
+        ("assistant", "*looks up from a book* Oh, hello Sam!", "complete")
+    ]
+    await ws.disconnect()
