@@ -316,8 +316,3 @@ def reply_finish(
         updated_at=timezone.now(),
     )
     return seq if updated else None
-
-
-def wire_turn(turn_id: int) -> dict[str, Any]:
-    turn = Turn.objects.get(pk=turn_id)
-    return dict(turn_to_wire(turn))
