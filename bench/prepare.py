@@ -15,15 +15,13 @@ def main(count: int) -> None:
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.auth.models import User
-    from django.contrib.sessions.backends.db import SessionStore
     from django.utils import timezone
 
     from characters.models import Character
     from conversations.models import Conversation, Role, Turn
     from conversations.services.conversations import conversation_create
+    from tests.factories import make_session_cookie
 
     owner, _ = User.objects.get_or_create(username="bench-owner")
     character, _ = Character.objects.get_or_create(
@@ -40,15 +38,10 @@ def main(count: int) -> None:
     clients = []
     for i in range(count):
         user, _ = User.objects.get_or_create(username=f"bench{i}")
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.save()
         conversation = conversation_create(owner=user, character=character)
         clients.append(
             {
-                "cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}",
+                "cookie": make_session_cookie(user),
                 "conversation": str(conversation.pk),
             }
         )

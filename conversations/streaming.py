@@ -97,7 +97,6 @@ class ReplyRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
         self._next_flush = 0.0
-        self._stop_requested = False
         self._first_flush = True
 
     async def run(self) -> None:
@@ -120,7 +119,6 @@ class ReplyRunner:
             await layer.group_discard(control_group(self.start.conversation_id), control)
 
     def stop(self) -> None:
-        self._stop_requested = True
         self._queue.put_nowait(_STOP)
 
     async def _listen(self, control: str) -> None:

@@ -6,23 +6,14 @@ import uuid
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 
 from companion.asgi import application
+from tests.factories import make_session_cookie
 
 ORIGIN = b"http://127.0.0.1"
 
 
-@database_sync_to_async
-def session_cookie(user) -> str:
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.save()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+session_cookie = database_sync_to_async(make_session_cookie)
 
 
 async def open_socket(conversation_id, user=None, origin=ORIGIN):
