@@ -16,7 +16,7 @@ from websockets.typing import Origin
 @dataclass
 class StreamResult:
     ttfd: float | None = None  # seconds from request to first text
-    lags: list[float] = field(default_factory=list)  # per piece: arrival - its due time
+    lags: list[float] = field(default_factory=list)  # per word: arrival - its due time
     frames: int = 0
     words: int = 0
     error: str = ""
@@ -39,13 +39,17 @@ class _Timeline:
             return
         result = self.result
         result.frames += 1
+        before = result.words
         result.words += count
         if result.ttfd is None:
             result.ttfd = now - self.started
             self.first_at, self.first_words = now, result.words
             return
-        due = self.first_at + (result.words - self.first_words) / self.tps if self.tps else now
-        result.lags.append(max(now - due, 0.0))
+        # Every word counts, not only the last of a batch: a coalesced frame delivers its
+        # earlier words later than the upstream produced them.
+        for index in range(before + 1, result.words + 1):
+            due = self.first_at + (index - self.first_words) / self.tps if self.tps else now
+            result.lags.append(max(now - due, 0.0))
 
 
 async def app_stream(

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -127,11 +128,15 @@ class Bench:
         assert self.server is not None
         spread = self.args.words / self.args.tps
         floor = summarise(await self.floor(count, words=self.args.words, spread=spread))
+        spy = self.profiler(f"daphne-profile-{count}.txt") if self.args.profile else None
         cpu_before = self.server.cpu_seconds()
         wall = time.perf_counter()
         app = summarise(await self.app(count, words=self.args.words, spread=spread))
         wall = time.perf_counter() - wall
         cpu = self.server.cpu_seconds() - cpu_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(30)
         return {
             "app": app,
             "floor": floor,
@@ -140,6 +145,18 @@ class Bench:
             "cpu_us_per_upstream_delta": round(cpu / max(app["words"], 1) * 1e6, 1),
             "cpu_us_per_ws_frame": round(cpu / max(app["frames"], 1) * 1e6, 1),
         }
+
+    def profiler(self, name: str) -> subprocess.Popen[bytes]:
+        """Sample the server's stacks (py-spy, on the load core) while a phase runs."""
+        assert self.server is not None
+        spy = Path(sys.executable).parent / "py-spy"
+        out = procs.ROOT / "bench" / "results" / name
+        args = [str(spy), "record", "--format", "raw", "--rate", "200", "--nonblocking"]
+        return subprocess.Popen(
+            [*args, "--pid", str(self.server.pid), "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     async def idle_memory(self, count: int) -> dict[str, Any]:
         assert self.server is not None
@@ -204,7 +221,9 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0)
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     parser.add_argument("--skip-local", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="record the server with py-spy")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the server with py-spy in each streams phase"
+    )
     args = parser.parse_args()
     if args.quick:
         args.streams, args.burst, args.idle, args.single, args.words = "20", 10, 100, 3, 40
@@ -260,10 +279,6 @@ def main() -> None:
     try:
         daphne = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(args.port)]
         daphne.append("companion.asgi:application")
-        if args.profile:
-            # Sampled stacks of the server, to find where its time goes.
-            spy = [str(Path(py).parent / "py-spy"), "record", "--format", "raw"]
-            daphne = [*spy, "-o", str(logs / "daphne-profile.txt"), "--", *daphne]
         bench.server = procs.start(
             "daphne",
             daphne,

@@ -114,6 +114,20 @@ else:
         }
     }
 
+# --- Cache and sessions ---------------------------------------------------------------------
+# Sessions are read through the cache (every page and websocket handshake needs one) and
+# written through to the database. With several processes the cache must be shared, or a
+# logged-out session would live on in the other processes' memory: Redis when configured.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "companion",
+        }
+    }
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # --- Accounts (django-allauth) --------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

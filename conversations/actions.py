@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
 from conversations import streaming
+from conversations.fanout import publish
 from conversations.llm.factory import get_backend
 from conversations.protocol import (
     ClientMessage,
@@ -83,10 +84,10 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
         raise replies.ChatActionError("bad_frame", "Unsupported action.")
     if start.duplicate:
         return
-    await streaming.broadcast(conversation_id, start.events)
+    await publish(conversation_id, start.events)
     streaming.start_reply(start, backend)
 
 
 async def _apply(service: Any, conversation_id: UUID, **kwargs: Any) -> None:
     events = await database_sync_to_async(service)(conversation_id=conversation_id, **kwargs)
-    await streaming.broadcast(conversation_id, events)
+    await publish(conversation_id, events)

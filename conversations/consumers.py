@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
-from conversations import actions, streaming
+from conversations import actions, fanout, streaming
 from conversations.protocol import ProtocolError, Sync, parse_client_message
 from conversations.selectors import conversation_get_for_user
 from conversations.services.replies import ChatActionError
@@ -25,8 +25,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     user_id: int
     # Highest seq sent to this client; None until its first sync (earlier events are covered by it).
     sent_seq: int | None = None
+    # While a sync is being answered, events wait here and follow the `sync.state` in order.
+    syncing = False
     pending_sync: SyncState | None = None
-    buffered: list[dict[str, Any]]
+    buffered: list[tuple[int, str]]
     snapshot_timer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -49,15 +51,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.conversation_id = conversation.pk
         self.user_id = user.pk
         self.buffered = []
-        await self.channel_layer.group_add(
-            streaming.events_group(self.conversation_id), self.channel_name
-        )
+        await fanout.subscribe(self.conversation_id, self)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "conversation_id"):
-            await self.channel_layer.group_discard(
-                streaming.events_group(self.conversation_id), self.channel_name
-            )
+            await fanout.unsubscribe(self.conversation_id, self)
         if self.snapshot_timer is not None:
             self.snapshot_timer.cancel()
 
@@ -75,25 +73,23 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except (ProtocolError, ChatActionError) as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message["type"] == "chat.event":
-            # The hot path touches no database: skip Channels' per-message cleanup of old DB
-            # connections, which costs a hop to the ORM thread for every event.
-            await self.chat_event(message)
-        else:
-            await super().dispatch(message)
-
-    async def chat_event(self, message: dict[str, Any]) -> None:
-        if self.pending_sync is not None:
-            self.buffered.append(message)
-        elif self.sent_seq is not None and message["seq"] > self.sent_seq:
-            self.sent_seq = message["seq"]
-            await self.send(text_data=message["text"])
+    async def deliver(self, seq: int, text: str) -> None:
+        """An event for this conversation (called by `fanout`, from the task that made it)."""
+        if self.syncing:
+            self.buffered.append((seq, text))
+        elif self.sent_seq is not None and seq > self.sent_seq:
+            self.sent_seq = seq
+            await self.send(text_data=text)
 
     async def _begin_sync(self, after_seq: int) -> None:
-        state = await database_sync_to_async(sync_state)(
-            conversation_id=self.conversation_id, after_seq=after_seq
-        )
+        self.syncing = True
+        try:
+            state = await database_sync_to_async(sync_state)(
+                conversation_id=self.conversation_id, after_seq=after_seq
+            )
+        except BaseException:
+            self.syncing = False
+            raise
         if state.streaming_turn_id is None:
             await self._finish_sync(state, None)
             return
@@ -146,6 +142,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 "streaming": streaming_state,
             }
         )
-        buffered, self.buffered = self.buffered, []
-        for message in buffered:
-            await self.chat_event(message)
+        # Still syncing: events arriving while these are sent join the queue behind them.
+        while self.buffered:
+            event_seq, text = self.buffered.pop(0)
+            if event_seq > self.sent_seq:
+                self.sent_seq = event_seq
+                await self.send(text_data=text)
+        self.syncing = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from django.db.models import Prefetch
@@ -74,12 +74,19 @@ def _lore_entry(entry: LorebookEntry) -> LoreEntry:
     )
 
 
+def _enabled_entries() -> Any:
+    return LorebookEntry.objects.filter(enabled=True).order_by("insertion_order", "id")
+
+
 def lorebook_spec(*, character_id: int) -> LoreBook | None:
     """The character's lorebook with its enabled entries, or None."""
     book = Lorebook.objects.filter(character_id=character_id).first()
     if book is None:
         return None
-    entries = book.entries.filter(enabled=True).order_by("insertion_order", "id")
+    return _lorebook(book, list(_enabled_entries().filter(lorebook=book)))
+
+
+def _lorebook(book: Lorebook, entries: list[LorebookEntry]) -> LoreBook:
     return LoreBook(
         entries=tuple(_lore_entry(e) for e in entries),
         scan_depth=book.scan_depth,
@@ -88,9 +95,20 @@ def lorebook_spec(*, character_id: int) -> LoreBook | None:
     )
 
 
+def _loaded_lorebook(character: Character) -> LoreBook | None:
+    """The book `conversation_for_prompt` loaded with the character (no query)."""
+    book: Lorebook | None = getattr(character, "lorebook", None)
+    if book is None:
+        return None
+    return _lorebook(book, book.enabled_entries)  # type: ignore[attr-defined]
+
+
 def with_lore(spec: PromptInput, *, character_id: int) -> tuple[PromptInput, LoreResult]:
     """Add the lorebook entries the recent history fires; report which fired and which fit."""
-    book = lorebook_spec(character_id=character_id)
+    return _with_book(spec, lorebook_spec(character_id=character_id))
+
+
+def _with_book(spec: PromptInput, book: LoreBook | None) -> tuple[PromptInput, LoreResult]:
     if book is None:
         return spec, LoreResult()
     prompt_budget = max(spec.context_tokens - spec.reply_tokens - CALL_OVERHEAD_TOKENS, 0)
@@ -140,47 +158,73 @@ def prompt_preview_for_new_conversation(
 
 
 def conversation_for_prompt(*, conversation_id: UUID) -> Conversation:
-    """A conversation with everything its prompt needs, in two queries."""
+    """A conversation with everything its prompt needs: two queries, three with a lorebook."""
     return (
-        Conversation.objects.select_related("character", "persona", "scene")
+        Conversation.objects.select_related("character__lorebook", "persona", "scene")
         .prefetch_related(
             Prefetch(
                 "character__sample_dialogues",
                 queryset=SampleDialogue.objects.order_by("position", "id"),
-            )
+            ),
+            Prefetch(
+                "character__lorebook__entries",
+                queryset=_enabled_entries(),
+                to_attr="enabled_entries",
+            ),
         )
         .get(pk=conversation_id)
     )
 
 
+class RecentTurn(NamedTuple):
+    id: int
+    role: str
+    name: str
+    content: str
+    status: str
+
+
+def recent_turns(*, conversation_id: UUID) -> list[RecentTurn]:
+    """The visible turns, newest first, as many as a prompt could use."""
+    rows = (
+        Turn.objects.filter(conversation_id=conversation_id, active=True)
+        .order_by("-seq")
+        .values_list("id", "role", "name", "content", "status")[:HISTORY_FETCH_LIMIT]
+    )
+    return [RecentTurn(*row) for row in rows]
+
+
 def prompt_input_for_conversation(
-    *, conversation: Conversation, continue_last: bool = False
+    *,
+    conversation: Conversation,
+    continue_last: bool = False,
+    recent: list[RecentTurn] | None = None,
 ) -> PromptInput:
     """The prompt input for the next reply (with the lore its history fires)."""
-    return prompt_preview_for_conversation(conversation=conversation, continue_last=continue_last)[
-        0
-    ]
+    return prompt_preview_for_conversation(
+        conversation=conversation, continue_last=continue_last, recent=recent
+    )[0]
 
 
 def prompt_preview_for_conversation(
-    *, conversation: Conversation, continue_last: bool = False
+    *,
+    conversation: Conversation,
+    continue_last: bool = False,
+    recent: list[RecentTurn] | None = None,
 ) -> tuple[PromptInput, LoreResult]:
     """The prompt input for the next reply: the visible history, newest turn last.
 
-    `conversation` comes from `conversation_for_prompt`. Failed replies and empty placeholders
-    are left out; a stopped reply counts as said.
+    `conversation` comes from `conversation_for_prompt`; `recent` from `recent_turns` when the
+    caller has it already. Failed replies and empty placeholders are left out; a stopped reply
+    counts as said.
     """
     conversation_id = conversation.pk
-    rows = list(
-        Turn.objects.filter(conversation_id=conversation_id, active=True)
-        .exclude(status=TurnStatus.FAILED)
-        .exclude(content="")
-        .order_by("-seq")
-        .values_list("role", "name", "content")[:HISTORY_FETCH_LIMIT]
-    )
-    rows.reverse()
+    if recent is None:
+        recent = recent_turns(conversation_id=conversation_id)
     history = tuple(
-        HistoryTurn(role=_role(role), content=content, name=name) for role, name, content in rows
+        HistoryTurn(role=_role(turn.role), content=turn.content, name=turn.name)
+        for turn in reversed(recent)
+        if turn.content and turn.status != TurnStatus.FAILED
     )
     spec = PromptInput(
         character=character_spec(conversation.character),
@@ -192,7 +236,7 @@ def prompt_preview_for_conversation(
         reply_tokens=conversation.character.default_max_tokens,
         seed=str(conversation_id),
     )
-    return with_lore(spec, character_id=conversation.character_id)
+    return _with_book(spec, _loaded_lorebook(conversation.character))
 
 
 def _role(value: str) -> Literal["user", "assistant"]:

@@ -2,14 +2,13 @@
 -> completed / stopped / failed, each outcome persisted once.
 
 A reply runs in a task owned by this module, not by the socket that asked for it, so it keeps
-going when that socket closes. Events reach every tab (in any process) through the channel
-layer; stop and snapshot requests reach the runner through a control group.
+going when that socket closes. Events reach every tab (in any process) through `fanout`; stop and
+snapshot requests reach the runner through a control group on the channel layer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any, Final
@@ -19,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from conversations.fanout import publish
 from conversations.llm.base import ChatBackend, Completion, TextDelta
 from conversations.llm.errors import ErrorCode, LLMError
 from conversations.llm.factory import reply_cost
@@ -37,22 +37,8 @@ _END: Final = object()
 _runners: dict[UUID, ReplyRunner] = {}
 
 
-def events_group(conversation_id: UUID) -> str:
-    return f"conv.{conversation_id.hex}"
-
-
 def control_group(conversation_id: UUID) -> str:
     return f"reply.{conversation_id.hex}"
-
-
-async def broadcast(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
-    """Send events to every socket on the conversation, serialised once for all of them."""
-    layer = get_channel_layer()
-    group = events_group(conversation_id)
-    for payload in events:
-        await layer.group_send(
-            group, {"type": "chat.event", "seq": payload["seq"], "text": json.dumps(payload)}
-        )
 
 
 async def request_stop(conversation_id: UUID) -> None:
@@ -141,7 +127,7 @@ class ReplyRunner:
 
     async def _emit(self, kind: str, **fields: Any) -> None:
         self.seq += 1
-        await broadcast(self.start.conversation_id, [event(kind, self.seq, **fields)])
+        await publish(self.start.conversation_id, [event(kind, self.seq, **fields)])
 
     async def _flush(self) -> None:
         if self._timer is not None:
@@ -247,7 +233,7 @@ class ReplyRunner:
         if seq is None:
             return  # the conversation was deleted while the reply ran
         self.seq = seq
-        await broadcast(
+        await publish(
             start.conversation_id,
             [
                 event(
@@ -276,7 +262,7 @@ class ReplyRunner:
         if seq is None:
             return  # the conversation was deleted while the reply ran
         self.seq = seq
-        await broadcast(
+        await publish(
             self.start.conversation_id,
             [event("reply.stopped", seq, turn_id=self.start.turn_id, content=self.sent)],
         )
@@ -299,7 +285,7 @@ class ReplyRunner:
             return  # the conversation was deleted while the reply ran
         self.seq = seq
         payload = {"code": code, "message": message, "retryable": retryable}
-        await broadcast(
+        await publish(
             self.start.conversation_id,
             [
                 event(

@@ -130,11 +130,12 @@ def make_turns(conversation: Conversation, count: int, *, text: str = "line") ->
 
 def make_session_cookie(user: AbstractUser) -> str:
     """A logged-in session for `user`, as the Cookie header value a browser would send."""
+    from importlib import import_module
+
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
 
-    session = SessionStore()
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()

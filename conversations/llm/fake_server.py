@@ -242,18 +242,25 @@ class FakeM2her:
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         interval = 1.0 / rate if rate > 0 else 0.0
-        sent_delta = False
+        loop = asyncio.get_running_loop()
+        # Deltas keep to a fixed schedule from the first one, as a model's output does: a late
+        # wake-up is caught up rather than pushing every later delta back.
+        due: float | None = None
         for kind, payload in steps:
             if kind == "cut":
                 writer.transport.abort()
                 return False
             if kind == "sleep":
                 await asyncio.sleep(payload)
+                if due is not None:
+                    due = loop.time()
                 continue
             if kind == "delta":
-                if sent_delta and interval:
-                    await asyncio.sleep(interval)
-                sent_delta = True
+                if due is None:
+                    due = loop.time()
+                elif interval:
+                    due += interval
+                    await asyncio.sleep(max(due - loop.time(), 0.0))
             if reader.at_eof() or writer.transport.is_closing():
                 request.disconnected = True
                 return False

@@ -14,7 +14,12 @@ from django.utils import timezone
 
 from conversations.llm.base import GenerationParams
 from conversations.models import Conversation, Role, Turn, TurnStatus
-from conversations.prompt_inputs import conversation_for_prompt, prompt_input_for_conversation
+from conversations.prompt_inputs import (
+    RecentTurn,
+    conversation_for_prompt,
+    prompt_input_for_conversation,
+    recent_turns,
+)
 from conversations.prompts import PromptInput
 from conversations.services.sequence import conversation_allocate_seq
 from conversations.wire import event, turn_to_wire, turns_to_wire
@@ -45,19 +50,35 @@ class ReplyStart:
     duplicate: bool = False
 
 
-def lock_conversation(*, conversation_id: UUID, count: int) -> int:
-    """Allocate seqs (taking the row lock), fail stale replies, refuse while a reply runs."""
+def lock_conversation(
+    *, conversation_id: UUID, count: int, replying_user_id: int | None = None
+) -> int:
+    """Allocate seqs (taking the row lock), fail stale replies, refuse while a reply runs.
+
+    With `replying_user_id`, also refuse when that user has too many replies running; one query
+    answers both questions.
+    """
     first = conversation_allocate_seq(conversation_id=conversation_id, count=count)
-    started = (
-        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
-        .values_list("updated_at", flat=True)
-        .first()
+    if replying_user_id is None:
+        running = Turn.objects.filter(conversation_id=conversation_id)
+    else:
+        running = Turn.objects.filter(conversation__owner_id=replying_user_id)
+    streaming = list(
+        running.filter(status=TurnStatus.STREAMING).values_list("conversation_id", "updated_at")
     )
-    if started is None:
-        return first
-    if started < timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS):
-        return replies_fail_stale(conversation_id=conversation_id, count=count)
-    raise ChatActionError("busy", "A reply is already being written. Stop it or wait.")
+    started = next((at for conv, at in streaming if conv == conversation_id), None)
+    if started is not None:
+        if started >= timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS):
+            raise ChatActionError("busy", "A reply is already being written. Stop it or wait.")
+        first = replies_fail_stale(conversation_id=conversation_id, count=count)
+    if replying_user_id is not None:
+        others = sum(1 for conv, _ in streaming if conv != conversation_id)
+        if others >= settings.CHAT_CONCURRENT_REPLIES_PER_USER:
+            raise ChatActionError(
+                "rate_limited",
+                "Too many replies are being written at once. Wait for one to finish.",
+            )
+    return first
 
 
 def replies_fail_stale(*, conversation_id: UUID, count: int = 0) -> int:
@@ -72,14 +93,6 @@ def replies_fail_stale(*, conversation_id: UUID, count: int = 0) -> int:
         updated_at=timezone.now(),
     )
     return conversation_allocate_seq(conversation_id=conversation_id, count=count or 1)
-
-
-def check_concurrent_replies(*, user_id: int) -> None:
-    running = Turn.objects.filter(conversation__owner_id=user_id, status=TurnStatus.STREAMING)
-    if running.count() >= settings.CHAT_CONCURRENT_REPLIES_PER_USER:
-        raise ChatActionError(
-            "rate_limited", "Too many replies are being written at once. Wait for one to finish."
-        )
 
 
 def params_for(conversation: Conversation) -> GenerationParams:
@@ -132,15 +145,17 @@ def reply_begin_for_message(
         return _duplicate(existing)
     try:
         with transaction.atomic():
-            first = lock_conversation(conversation_id=conversation_id, count=2)
-            check_concurrent_replies(user_id=user_id)
+            first = lock_conversation(
+                conversation_id=conversation_id, count=2, replying_user_id=user_id
+            )
             conversation = conversation_for_prompt(conversation_id=conversation_id)
-            parent = last_visible_turn(conversation_id)
+            # One read gives both the new turn's parent and the prompt's history.
+            recent = recent_turns(conversation_id=conversation_id)
             user_turn = Turn(
                 conversation=conversation,
                 seq=first,
                 updated_seq=first,
-                parent=parent,
+                parent_id=recent[0].id if recent else None,
                 role=Role.USER,
                 name=conversation.persona.name if conversation.persona else "User",
                 content=text,
@@ -158,7 +173,15 @@ def reply_begin_for_message(
         if existing is None:
             raise
         return _duplicate(existing)
-    return _start(conversation, placeholder, [user_turn, placeholder], first + 2, fresh=True)
+    said = RecentTurn(user_turn.pk, user_turn.role, user_turn.name, text, user_turn.status)
+    return _start(
+        conversation,
+        placeholder,
+        [user_turn, placeholder],
+        first + 2,
+        fresh=True,
+        recent=[said, *recent],
+    )
 
 
 def _duplicate(turn: Turn) -> ReplyStart:
@@ -181,8 +204,10 @@ def _start(
     leading: list[dict[str, Any]] | None = None,
     continue_last: bool = False,
     fresh: bool = False,
+    recent: list[RecentTurn] | None = None,
 ) -> ReplyStart:
-    """`fresh`: every created turn is the first child of a new parent, so 1 of 1 candidates."""
+    """`fresh`: every created turn is the first child of a new parent, so 1 of 1 candidates.
+    `recent`: the visible turns after this change, newest first, when the caller knows them."""
     events = list(leading or [])
     wires = [turn_to_wire(t) for t in created] if fresh else turns_to_wire(created)
     events.extend(event("turn.created", t.seq, turn=w) for t, w in zip(created, wires, strict=True))
@@ -193,7 +218,7 @@ def _start(
         events=events,
         next_seq=next_seq,
         prompt=prompt_input_for_conversation(
-            conversation=conversation, continue_last=continue_last
+            conversation=conversation, continue_last=continue_last, recent=recent
         ),
         params=params_for(conversation),
         prefix=placeholder.content,
@@ -205,8 +230,9 @@ def reply_begin_regenerate(
 ) -> ReplyStart:
     """Add a new candidate for a reply; the earlier candidates stay stored, hidden."""
     with transaction.atomic():
-        first = lock_conversation(conversation_id=conversation_id, count=2)
-        check_concurrent_replies(user_id=user_id)
+        first = lock_conversation(
+            conversation_id=conversation_id, count=2, replying_user_id=user_id
+        )
         conversation = conversation_for_prompt(conversation_id=conversation_id)
         visible = Turn.objects.filter(conversation_id=conversation_id, active=True)
         target = (
@@ -226,8 +252,9 @@ def reply_begin_regenerate(
 def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
     """Extend the last reply in place."""
     with transaction.atomic():
-        first = lock_conversation(conversation_id=conversation_id, count=1)
-        check_concurrent_replies(user_id=user_id)
+        first = lock_conversation(
+            conversation_id=conversation_id, count=1, replying_user_id=user_id
+        )
         conversation = conversation_for_prompt(conversation_id=conversation_id)
         target = last_visible_turn(conversation_id)
         if target is None or target.role != Role.ASSISTANT or not target.content:
@@ -253,8 +280,9 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
 def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text: str) -> ReplyStart:
     """Store an edited user turn as a new branch (the old one stays, hidden) and reply to it."""
     with transaction.atomic():
-        first = lock_conversation(conversation_id=conversation_id, count=3)
-        check_concurrent_replies(user_id=user_id)
+        first = lock_conversation(
+            conversation_id=conversation_id, count=3, replying_user_id=user_id
+        )
         conversation = conversation_for_prompt(conversation_id=conversation_id)
         target = Turn.objects.filter(
             conversation_id=conversation_id, pk=turn_id, active=True, role=Role.USER

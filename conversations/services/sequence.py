@@ -7,11 +7,13 @@ so the current number is the larger of the two (one write saved per reply).
 
 from __future__ import annotations
 
+from typing import cast
 from uuid import UUID
 
 from django.db import transaction
 from django.db.models import F, IntegerField, Max, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from conversations.models import Conversation, Turn
@@ -33,12 +35,24 @@ def conversation_allocate_seq(*, conversation_id: UUID, count: int = 1) -> int:
     Must run inside the caller's transaction: the UPDATE holds the conversation's row lock until
     commit, so concurrent writers are numbered one after the other.
     """
-    if not transaction.get_connection().in_atomic_block:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise RuntimeError("conversation_allocate_seq must run inside a transaction")
-    Conversation.objects.filter(pk=conversation_id).update(
-        last_seq=Greatest(F("last_seq"), _max_turn_seq()) + count, updated_at=timezone.now()
+    query = cast(
+        UpdateQuery, Conversation.objects.filter(pk=conversation_id).query.chain(UpdateQuery)
     )
-    last: int = Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation_id)
+    query.add_update_values(
+        {"last_seq": Greatest(F("last_seq"), _max_turn_seq()) + count, "updated_at": timezone.now()}
+    )
+    statement, params = query.get_compiler(connection=connection).as_sql()
+    # The ORM's own UPDATE, reading the new value back in the same statement (both SQLite and
+    # PostgreSQL have RETURNING): one round trip instead of an UPDATE and a SELECT.
+    with connection.cursor() as cursor:
+        cursor.execute(f"{statement} RETURNING {connection.ops.quote_name('last_seq')}", params)
+        row = cursor.fetchone()
+    if row is None:
+        raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
+    last: int = row[0]
     return last - count + 1
 
 

@@ -5,14 +5,19 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
+from companion.asgi import application
 from conversations import streaming
-from conversations.llm.fake_server import FakeM2her
 from conversations.models import Turn
 from conversations.services.conversations import conversation_create, conversation_delete
 from tests.conversations.chat_helpers import (
+    ORIGIN,
     collect_until,
     open_socket,
     receive,
@@ -23,22 +28,6 @@ from tests.conversations.chat_helpers import (
 from tests.factories import make_character, make_persona, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def fake():
-    async with FakeM2her() as server:
-        yield server
-
-
-@pytest.fixture
-def m2her(settings, fake):
-    settings.LLM_BACKEND = "m2her"
-    settings.M2HER_API_KEY = "test-key"
-    settings.M2HER_BASE_URL = fake.base_url
-    settings.M2HER_API_STYLE = "chat_completions"
-    settings.LLM_MAX_RETRIES = 1
-    return fake
 
 
 @pytest.fixture
@@ -278,6 +267,44 @@ async def test_a_reply_survives_its_socket_and_a_new_tab_resumes_it(m2her, conve
     await second.disconnect()
 
 
+async def test_events_during_a_resync_follow_its_state_without_gaps(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=60]][[tps=100]] keep talking")
+    await collect_until(ws, "reply.delta")
+    states = 0
+    last_seq = 0
+    text = ""
+    for _ in range(3):
+        await send(ws, type="sync", after_seq=0)
+        while True:
+            event = await receive(ws)
+            if event["type"] == "sync.state":
+                states += 1
+                last_seq = event["seq"]
+                text = event["streaming"]["content"] if event["streaming"] else text
+                break
+            # Events sent before the state answered are stale by then; the state covers them.
+        for _ in range(3):
+            event = await receive(ws)
+            assert event["seq"] == last_seq + 1, event
+            last_seq = event["seq"]
+            if event["type"] == "reply.delta":
+                text += event["text"]
+            if event["type"] == "reply.completed":
+                break
+        if event["type"] == "reply.completed":
+            break
+    while event["type"] != "reply.completed":
+        event = await receive(ws)
+        assert event["seq"] == last_seq + 1, event
+        last_seq = event["seq"]
+        if event["type"] == "reply.delta":
+            text += event["text"]
+    assert states >= 1
+    assert text == event["content"]
+    await ws.disconnect()
+
+
 async def test_one_whole_reply_makes_a_bounded_number_of_queries(m2her, conversation, owner):
     ws, _ = await synced(conversation.pk, owner)
     # Every ORM call of the consumer and the runner runs on asgiref's one sync thread:
@@ -303,6 +330,28 @@ async def test_one_whole_reply_makes_a_bounded_number_of_queries(m2her, conversa
 async def test_anonymous_users_are_refused_with_4401(conversation):
     ws, connected = await open_socket(conversation.pk, user=None)
     assert connected
+    assert (await ws.receive_output(timeout=3))["code"] == 4401
+
+
+async def test_a_logged_out_session_no_longer_opens_a_socket(conversation, owner):
+    def log_in_and_out():
+        client = Client()
+        client.force_login(owner)
+        name = settings.SESSION_COOKIE_NAME
+        return client, f"{name}={client.cookies[name].value}"
+
+    client, cookie = await database_sync_to_async(log_in_and_out)()
+    headers = [(b"origin", ORIGIN), (b"host", b"127.0.0.1"), (b"cookie", cookie.encode())]
+    path = f"/ws/conversations/{conversation.pk}/"
+    ws = WebsocketCommunicator(application, path, headers=headers)
+    assert (await ws.connect(timeout=5))[0]
+    await send(ws, type="sync", after_seq=0)
+    assert (await receive(ws))["type"] == "sync.state"
+    await ws.disconnect()
+    await database_sync_to_async(client.post)(reverse("account_logout"))
+    # The session was read through the cache above; logging out must drop it there too.
+    ws = WebsocketCommunicator(application, path, headers=headers)
+    await ws.connect(timeout=5)
     assert (await ws.receive_output(timeout=3))["code"] == 4401
 
 

@@ -1,0 +1,132 @@
+"""Conversation events to every open socket: this process's sockets directly, other processes'
+through the channel layer.
+
+An event is serialised once and handed straight to the local sockets, with no channel-layer
+message, consumer task wake-up or dispatch per socket (that hop was a large share of the server's
+CPU per streamed frame). When the layer is shared between processes (Redis), the event is also
+published once per conversation group; each process subscribes one channel of its own to the
+groups its sockets watch and delivers what other processes published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+from uuid import UUID
+
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+log = logging.getLogger(__name__)
+
+# Tells this process's own publications apart when they come back from the shared layer.
+PROCESS_ID = uuid.uuid4().hex
+
+
+class Subscriber(Protocol):
+    async def deliver(self, seq: int, text: str) -> None: ...
+
+
+def events_group(conversation_id: UUID) -> str:
+    return f"conv.{conversation_id.hex}"
+
+
+class _Hub:
+    """The sockets of one event loop, by conversation, and the loop's link to other processes."""
+
+    def __init__(self) -> None:
+        self.local: dict[UUID, set[Subscriber]] = {}
+        self.layer = get_channel_layer()
+        self.shared = not isinstance(self.layer, InMemoryChannelLayer)
+        self._channel: str | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def channel(self) -> str:
+        if self._channel is None:
+            self._channel = await self.layer.new_channel("events.")
+            self._listener = asyncio.create_task(self._listen(self._channel))
+        return self._channel
+
+    async def subscribe(self, conversation_id: UUID, subscriber: Subscriber) -> None:
+        sockets = self.local.setdefault(conversation_id, set())
+        first = not sockets
+        sockets.add(subscriber)
+        if first and self.shared:
+            await self.layer.group_add(events_group(conversation_id), await self.channel())
+
+    async def unsubscribe(self, conversation_id: UUID, subscriber: Subscriber) -> None:
+        sockets = self.local.get(conversation_id)
+        if sockets is None or subscriber not in sockets:
+            return
+        sockets.discard(subscriber)
+        if not sockets:
+            del self.local[conversation_id]
+            if self.shared:
+                await self.layer.group_discard(events_group(conversation_id), await self.channel())
+
+    async def deliver(self, conversation_id: UUID, frames: Iterable[tuple[int, str]]) -> None:
+        sockets = self.local.get(conversation_id)
+        if not sockets:
+            return
+        for seq, text in frames:
+            for socket in list(sockets):
+                try:
+                    await socket.deliver(seq, text)
+                except Exception:
+                    # One broken socket must not cost the others (or the reply) their events.
+                    log.exception("could not deliver event %s", seq)
+
+    async def _listen(self, channel: str) -> None:
+        while True:
+            message = await self.layer.receive(channel)
+            if message.get("origin") == PROCESS_ID:
+                continue  # delivered locally when it was published
+            try:
+                conversation_id = UUID(message["conversation"])
+                frames = [(int(seq), str(text)) for seq, text in message["events"]]
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignored a malformed event message")
+                continue
+            await self.deliver(conversation_id, frames)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
+
+
+def _hub() -> _Hub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = _Hub()
+    return hub
+
+
+async def subscribe(conversation_id: UUID, subscriber: Subscriber) -> None:
+    await _hub().subscribe(conversation_id, subscriber)
+
+
+async def unsubscribe(conversation_id: UUID, subscriber: Subscriber) -> None:
+    await _hub().unsubscribe(conversation_id, subscriber)
+
+
+async def publish(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
+    """Send events (each with its `seq`) to every socket on the conversation, in any process."""
+    if not events:
+        return
+    frames = [(payload["seq"], json.dumps(payload)) for payload in events]
+    hub = _hub()
+    await hub.deliver(conversation_id, frames)
+    if hub.shared:
+        await hub.layer.group_send(
+            events_group(conversation_id),
+            {
+                "type": "chat.events",
+                "origin": PROCESS_ID,
+                "conversation": conversation_id.hex,
+                "events": frames,
+            },
+        )
