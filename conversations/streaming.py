@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -29,10 +29,6 @@ from conversations.tokens import default_estimator
 from conversations.wire import event
 
 log = logging.getLogger(__name__)
-
-_FLUSH: Final = object()
-_STOP: Final = object()
-_END: Final = object()
 
 _runners: dict[UUID, ReplyRunner] = {}
 
@@ -72,6 +68,9 @@ def _joiner(prefix: str, text: str) -> str:
 
 
 class ReplyRunner:
+    """One reply. The task reading the model does the coalescing itself (no hop per delta);
+    a flush timer covers pauses in the stream, and the outcome is persisted by `run`."""
+
     def __init__(self, start: ReplyStart, backend: ChatBackend) -> None:
         self.start = start
         self.backend = backend
@@ -79,8 +78,11 @@ class ReplyRunner:
         self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
         self.sent = start.prefix  # the text clients have been sent, with `self.seq`
         self._pending: list[str] = []
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._stop: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        # Events leave in seq order even when a timer's flush and the reader's overlap.
+        self._publishing = asyncio.Lock()
         self._interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
         self._next_flush = 0.0
         self._first_flush = True
@@ -105,7 +107,8 @@ class ReplyRunner:
             await layer.group_discard(control_group(self.start.conversation_id), control)
 
     def stop(self) -> None:
-        self._queue.put_nowait(_STOP)
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
 
     async def _listen(self, control: str) -> None:
         layer = get_channel_layer()
@@ -126,8 +129,9 @@ class ReplyRunner:
                 )
 
     async def _emit(self, kind: str, **fields: Any) -> None:
-        self.seq += 1
-        await publish(self.start.conversation_id, [event(kind, self.seq, **fields)])
+        async with self._publishing:
+            self.seq += 1
+            await publish(self.start.conversation_id, [event(kind, self.seq, **fields)])
 
     async def _flush(self) -> None:
         if self._timer is not None:
@@ -144,15 +148,26 @@ class ReplyRunner:
         self._next_flush = time.monotonic() + self._interval
         await self._emit("reply.delta", turn_id=self.start.turn_id, text=text)
 
-    async def _read(self, messages: Any) -> None:
-        try:
-            async for item in self.backend.stream(messages, self.start.params):
-                self._queue.put_nowait(item)
-            self._queue.put_nowait(_END)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # handed to the main loop, which records the failure
-            self._queue.put_nowait(exc)
+    def _flush_on_timer(self) -> None:
+        self._timer = None
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _read(self, messages: Any) -> Completion:
+        """Stream the reply, sending coalesced deltas: the first at once, then one per interval."""
+        loop = asyncio.get_running_loop()
+        async for item in self.backend.stream(messages, self.start.params):
+            if isinstance(item, TextDelta):
+                self._pending.append(item.text)
+                now = time.monotonic()
+                if now >= self._next_flush:
+                    await self._flush()
+                elif self._timer is None:
+                    self._timer = loop.call_later(self._next_flush - now, self._flush_on_timer)
+            elif isinstance(item, Completion):
+                return item
+        raise LLMError(ErrorCode.TRUNCATED)
 
     async def _generate(self) -> None:
         start = self.start
@@ -160,39 +175,13 @@ class ReplyRunner:
             raise ValueError("a reply needs a prompt")
         prompt = build_prompt(start.prompt)
         await self._emit("reply.started", turn_id=start.turn_id, name=start.speaker)
+        self._stop = asyncio.get_running_loop().create_future()
         reader = asyncio.create_task(self._read(list(prompt.messages)))
         completion: Completion | None = None
         error: LLMError | None = None
         try:
-            while True:
-                item = await self._queue.get()
-                if isinstance(item, TextDelta):
-                    self._pending.append(item.text)
-                    now = time.monotonic()
-                    if now >= self._next_flush:
-                        await self._flush()
-                    elif self._timer is None:
-                        self._timer = asyncio.get_running_loop().call_later(
-                            self._next_flush - now, self._queue.put_nowait, _FLUSH
-                        )
-                elif item is _FLUSH:
-                    self._timer = None
-                    await self._flush()
-                elif isinstance(item, Completion):
-                    completion = item
-                    break
-                elif item is _STOP:
-                    break
-                elif item is _END:
-                    error = LLMError(ErrorCode.TRUNCATED)
-                    break
-                elif isinstance(item, LLMError):
-                    error = item
-                    break
-                elif isinstance(item, BaseException):
-                    log.error("reply %s failed", start.turn_id, exc_info=item)
-                    error = LLMError(ErrorCode.UPSTREAM_UNAVAILABLE)
-                    break
+            waiting: set[asyncio.Future[Any]] = {reader, self._stop}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             await _cancel(reader)
             await asyncio.shield(self._finish_interrupted())
@@ -200,7 +189,19 @@ class ReplyRunner:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-        await _cancel(reader)
+                self._timer = None
+        if reader.done():
+            try:
+                completion = reader.result()
+            except LLMError as exc:
+                error = exc
+            except Exception:
+                log.exception("reply %s failed", start.turn_id)
+                error = LLMError(ErrorCode.UPSTREAM_UNAVAILABLE)
+        else:  # stopped
+            await _cancel(reader)
+        for task in list(self._flushes):
+            await task
         await self._flush()
         if completion is not None:
             await self._complete(completion, prompt.estimated_tokens)
@@ -308,7 +309,7 @@ class ReplyRunner:
             log.exception("could not record interrupted reply %s", self.start.turn_id)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
+async def _cancel(task: asyncio.Task[Any]) -> None:
     """Cancel the model stream and give it a moment to close its connection or thread."""
     if not task.done():
         task.cancel()

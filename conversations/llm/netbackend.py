@@ -31,6 +31,10 @@ class _Protocol(asyncio.Protocol):
         self.read_waiter: asyncio.Future[None] | None = None
         self.write_waiter: asyncio.Future[None] | None = None
         self.writing_paused = False
+        # One timer per connection for read deadlines, re-armed only when it fires early: a
+        # timer per read (asyncio.timeout) was a measurable cost with a read per token.
+        self.read_deadline = 0.0
+        self.deadline_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -48,6 +52,9 @@ class _Protocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.deadline_timer is not None:
+            self.deadline_timer.cancel()
+            self.deadline_timer = None
         self.eof = True
         self.error = exc
         self._wake_reader()
@@ -61,6 +68,30 @@ class _Protocol(asyncio.Protocol):
         waiter, self.write_waiter = self.write_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def wait_for_data(self, timeout: float | None) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        waiter = self.read_waiter = loop.create_future()
+        if timeout is not None:
+            self.read_deadline = loop.time() + timeout
+            timer = self.deadline_timer
+            if timer is None or timer.when() > self.read_deadline:
+                if timer is not None:
+                    timer.cancel()
+                self.deadline_timer = loop.call_at(self.read_deadline, self._check_deadline)
+        return waiter
+
+    def _check_deadline(self) -> None:
+        self.deadline_timer = None
+        waiter = self.read_waiter
+        if waiter is None or waiter.done():
+            return  # nobody is waiting; the next read arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self.read_deadline:
+            self.read_waiter = None
+            waiter.set_exception(httpcore.ReadTimeout("timed out reading from the server"))
+        else:
+            self.deadline_timer = loop.call_at(self.read_deadline, self._check_deadline)
 
     def _wake_reader(self) -> None:
         waiter, self.read_waiter = self.read_waiter, None
@@ -76,13 +107,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
         if not protocol.buffer and not protocol.eof:
-            waiter = asyncio.get_running_loop().create_future()
-            protocol.read_waiter = waiter
-            try:
-                async with asyncio.timeout(timeout):
-                    await waiter
-            except TimeoutError:
-                raise httpcore.ReadTimeout("timed out reading from the server") from None
+            await protocol.wait_for_data(timeout)
         if protocol.buffer:
             data = bytes(protocol.buffer[:max_bytes])
             del protocol.buffer[:max_bytes]

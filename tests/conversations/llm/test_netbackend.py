@@ -108,3 +108,53 @@ async def test_the_default_client_pool_uses_the_asyncio_backend():
     backend = transport._pool._network_backend
     await pool.aclose()
     assert isinstance(backend, AsyncioBackend)
+
+
+async def _server(body_steps):
+    """A server that answers one chunked response, writing each step's bytes after its pause."""
+
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for pause, data in body_steps:
+            await asyncio.sleep(pause)
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+        writer.close()
+
+    return await asyncio.start_server(handler, "127.0.0.1", 0)
+
+
+async def test_a_server_that_goes_silent_is_a_read_timeout():
+    server = await _server([(0, b"first"), (10, b"never in time")])
+    port = server.sockets[0].getsockname()[1]
+    timeout = httpx.Timeout(5.0, read=0.3)
+    transport = asyncio_transport(limits=LIMITS)
+    async with server, httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with client.stream("GET", f"http://127.0.0.1:{port}/") as response:
+            chunks = response.aiter_raw()
+            assert await anext(chunks) == b"first"
+            with pytest.raises(httpx.ReadTimeout):
+                await anext(chunks)
+        assert loop.time() - started < 3
+
+
+async def test_the_read_deadline_is_per_read_not_per_response():
+    # Ten gaps of 0.1 s: the whole body takes longer than the 0.3 s read timeout, no read does.
+    steps = [(0.1, b"piece%d" % i) for i in range(10)]
+    server = await _server(steps)
+    port = server.sockets[0].getsockname()[1]
+    timeout = httpx.Timeout(5.0, read=0.3)
+    transport = asyncio_transport(limits=LIMITS)
+    async with (
+        server,
+        httpx.AsyncClient(transport=transport, timeout=timeout) as client,
+        client.stream("GET", f"http://127.0.0.1:{port}/") as response,
+    ):
+        body = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert body == b"".join(data for _, data in steps)
