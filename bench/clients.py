@@ -63,7 +63,8 @@ async def app_stream(
         additional_headers=headers,
         max_size=2**22,
     ) as ws:
-        await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
+        # As the chat page does after rendering the conversation: it has everything up to now.
+        await ws.send(json.dumps({"type": "sync", "after_seq": 10**9}))
         json.loads(await ws.recv())
         for _ in range(replies):
             result = StreamResult()

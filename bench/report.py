@@ -98,20 +98,41 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
 
 def concurrency_table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| streams | app lag p50 / p99 | floor lag p50 / p99 | app TTFD p99 | floor TTFD p99 | server CPU | µs per delta | µs per frame | errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| streams | app lag p50 / p99 | floor lag p50 / p99 | app TTFD p99 | floor TTFD p99 | server CPU | load-core CPU | µs per delta | µs per frame | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for count, data in sorted(results.get("concurrent", {}).items(), key=lambda kv: int(kv[0])):
         if "app" not in data:
-            lines.append(f"| {count} | {data.get('error', '')} | | | | | | | |")
+            lines.append(f"| {count} | {data.get('error', '')} | | | | | | | | |")
             continue
         a, f = data["app"], data["floor"]
         lines.append(
             f"| {count} | {a['lag_p50_ms']} / {a['lag_p99_ms']} ms | {f['lag_p50_ms']} / {f['lag_p99_ms']} ms "
             f"| {a['ttfd_p99_ms']} ms | {f['ttfd_p99_ms']} ms | {data['server_cpu_share'] * 100:.0f} % "
+            f"| {data.get('load_cpu_share', 0) * 100:.0f} % "
             f"| {data['cpu_us_per_upstream_delta']} | {data['cpu_us_per_ws_frame']} | {a['errors']} |"
         )
     return lines
+
+
+def cost_split(results: dict[str, Any]) -> dict[str, float] | None:
+    """Server CPU per stream and per delta, from 100 streams with long and with short replies."""
+    long, short = results.get("concurrent", {}).get("100", {}), results.get("short_replies", {})
+    if "app" not in long or "app" not in short:
+        return None
+    extra_words = long["app"]["words"] - short["app"]["words"]
+    if extra_words <= 0:
+        return None
+    per_delta = (long["server_cpu_s"] - short["server_cpu_s"]) / extra_words
+    per_stream = (short["server_cpu_s"] - short["app"]["words"] * per_delta) / short["app"][
+        "streams"
+    ]
+    return {
+        "per_stream_ms": round(per_stream * 1000, 1),
+        "per_delta_us": round(per_delta * 1e6, 1),
+        "long_words": long["app"]["words"] // long["app"]["streams"],
+        "short_words": short["app"]["words"] // short["app"]["streams"],
+    }
 
 
 def write_report(results: dict[str, Any], folder: Path) -> None:
@@ -132,9 +153,23 @@ def write_report(results: dict[str, Any], folder: Path) -> None:
         lines.append(f"| {name} | {value} | {target} | {mark} |")
     lines += [
         "",
-        "Concurrent streams (delivery lag: arrival of each piece against the upstream's pacing):",
+        "Concurrent streams (delivery lag: when each word arrives against when the upstream sent "
+        "it, on its fixed schedule; load-core CPU: the clients and the fake upstream, which share "
+        "one core; a floor that lags means that core, not the server, is the limit):",
         "",
     ]
     lines += concurrency_table(results)
+    split = cost_split(results)
+    if split is not None:
+        results["cost_split"] = split
+        lines += [
+            "",
+            f"Where the server's CPU goes (100 streams with {split['long_words']}-token and with "
+            f"{split['short_words']}-token replies): {split['per_stream_ms']} ms per stream "
+            f"(handshake, session, `sync`, starting and finishing the reply) and "
+            f"{split['per_delta_us']} µs per delta (reading it from upstream, coalescing, "
+            "framing it to the socket).",
+        ]
+        (folder / "latest.json").write_text(json.dumps(results, indent=2))
     (folder / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -69,6 +69,7 @@ class Bench:
         self.fake_base = env["M2HER_BASE_URL"]
         self.origin = self.http_base
         self.server: procs.Proc | None = None
+        self.fake: procs.Proc | None = None
 
     def ws_url(self, conversation: str) -> str:
         return f"ws://127.0.0.1:{self.args.port}/ws/conversations/{conversation}/"
@@ -124,16 +125,23 @@ class Bench:
             "added_ttfd_p99_ms": round(app["ttfd_p99_ms"] - floor["ttfd_p99_ms"], 2),
         }
 
-    async def concurrent(self, count: int) -> dict[str, Any]:
+    def load_cpu_seconds(self) -> float:
+        """CPU of the load side: these clients and the fake upstream (they share one core)."""
+        assert self.fake is not None
+        return time.process_time() + self.fake.cpu_seconds()
+
+    async def concurrent(self, count: int, words: int | None = None) -> dict[str, Any]:
         assert self.server is not None
+        words = words or self.args.words
         spread = self.args.words / self.args.tps
-        floor = summarise(await self.floor(count, words=self.args.words, spread=spread))
+        floor = summarise(await self.floor(count, words=words, spread=spread))
         spy = self.profiler(f"daphne-profile-{count}.txt") if self.args.profile else None
-        cpu_before = self.server.cpu_seconds()
+        cpu_before, load_before = self.server.cpu_seconds(), self.load_cpu_seconds()
         wall = time.perf_counter()
-        app = summarise(await self.app(count, words=self.args.words, spread=spread))
+        app = summarise(await self.app(count, words=words, spread=spread))
         wall = time.perf_counter() - wall
         cpu = self.server.cpu_seconds() - cpu_before
+        load = self.load_cpu_seconds() - load_before
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             spy.wait(30)
@@ -142,6 +150,7 @@ class Bench:
             "floor": floor,
             "server_cpu_s": round(cpu, 3),
             "server_cpu_share": round(cpu / wall, 3),
+            "load_cpu_share": round(load / wall, 3),
             "cpu_us_per_upstream_delta": round(cpu / max(app["words"], 1) * 1e6, 1),
             "cpu_us_per_ws_frame": round(cpu / max(app["frames"], 1) * 1e6, 1),
         }
@@ -276,6 +285,7 @@ def main() -> None:
         "machine": {"cores": os.cpu_count()},
     }
     bench = Bench(args, env, data)
+    bench.fake = fake
     try:
         daphne = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(args.port)]
         daphne.append("companion.asgi:application")
@@ -312,6 +322,12 @@ def main() -> None:
                     or app.get("lag_p99_ms", 0) > 2000
                 ):
                     break  # past saturation: larger counts only take longer to say the same
+            # The same 100 streams with 10x shorter replies split the server's CPU into a cost
+            # per stream (connect, sync, start and finish a reply) and a cost per delta.
+            if "100" in results["concurrent"]:
+                results["short_replies"] = await phase(
+                    "short", bench.concurrent(100, words=max(args.words // 10, 2))
+                )
             results["long_conversation"] = await phase("long", bench.long_conversation_open())
             results["idle_memory"] = await phase("idle", bench.idle_memory(args.idle))
 

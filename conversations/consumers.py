@@ -13,7 +13,7 @@ from django.http import Http404
 
 from conversations import actions, fanout, streaming
 from conversations.protocol import ProtocolError, Sync, parse_client_message
-from conversations.selectors import conversation_get_for_user
+from conversations.selectors import conversation_id_for_user
 from conversations.services.replies import ChatActionError
 from conversations.sync import SyncState, sync_state
 
@@ -42,13 +42,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         try:
-            conversation = await database_sync_to_async(conversation_get_for_user)(
+            self.conversation_id = await database_sync_to_async(conversation_id_for_user)(
                 conversation_id=conversation_id, user=user
             )
         except Http404:
             await self.close(code=4404)
             return
-        self.conversation_id = conversation.pk
         self.user_id = user.pk
         self.buffered = []
         await fanout.subscribe(self.conversation_id, self)

@@ -33,6 +33,23 @@ def conversation_get_for_user(*, conversation_id: UUID | str, user: Any) -> Conv
         raise Http404("No such conversation.") from None
 
 
+def conversation_id_for_user(*, conversation_id: UUID | str, user: Any) -> UUID:
+    """The id of the user's conversation (a socket needs no more); 404 as above."""
+    if not getattr(user, "is_authenticated", False):
+        raise Http404("No such conversation.")
+    try:
+        found: UUID | None = (
+            Conversation.objects.filter(pk=conversation_id, owner_id=user.pk)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    except (ValidationError, ValueError):
+        found = None
+    if found is None:
+        raise Http404("No such conversation.")
+    return found
+
+
 def conversation_list_for_user(*, user: Any) -> QuerySet[Conversation]:
     """The user's conversations, most recently active first, each with its last message."""
     last_turn = Turn.objects.filter(conversation=OuterRef("pk"), active=True).order_by("-seq")
