@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 # Tells this process's own publications apart when they come back from the shared layer.
 PROCESS_ID = uuid.uuid4().hex
+RETRY_SECONDS = 1.0
 
 
 class Subscriber(Protocol):
@@ -82,7 +83,14 @@ class _Hub:
 
     async def _listen(self, channel: str) -> None:
         while True:
-            message = await self.layer.receive(channel)
+            try:
+                message = await self.layer.receive(channel)
+            except Exception:
+                # A lost Redis connection must not end this process's share of other processes'
+                # events for good; clients that missed some see the gap in seqs and resync.
+                log.exception("receiving events from other processes failed; retrying")
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
             if message.get("origin") == PROCESS_ID:
                 continue  # delivered locally when it was published
             try:

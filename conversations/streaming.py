@@ -78,7 +78,8 @@ class ReplyRunner:
         self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
         self.sent = start.prefix  # the text clients have been sent, with `self.seq`
         self._pending: list[str] = []
-        self._stop: asyncio.Future[None] | None = None
+        # Made here, so a stop that comes before the model's first delta is not missed.
+        self._stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         # Events leave in seq order even when a timer's flush and the reader's overlap.
@@ -107,7 +108,7 @@ class ReplyRunner:
             await layer.group_discard(control_group(self.start.conversation_id), control)
 
     def stop(self) -> None:
-        if self._stop is not None and not self._stop.done():
+        if not self._stop.done():
             self._stop.set_result(None)
 
     async def _listen(self, control: str) -> None:
@@ -152,7 +153,12 @@ class ReplyRunner:
         self._timer = None
         task = asyncio.get_running_loop().create_task(self._flush())
         self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reply %s: a flush failed", self.start.turn_id, exc_info=task.exception())
 
     async def _read(self, messages: Any) -> Completion:
         """Stream the reply, sending coalesced deltas: the first at once, then one per interval."""
@@ -175,7 +181,6 @@ class ReplyRunner:
             raise ValueError("a reply needs a prompt")
         prompt = build_prompt(start.prompt)
         await self._emit("reply.started", turn_id=start.turn_id, name=start.speaker)
-        self._stop = asyncio.get_running_loop().create_future()
         reader = asyncio.create_task(self._read(list(prompt.messages)))
         completion: Completion | None = None
         error: LLMError | None = None
@@ -200,8 +205,8 @@ class ReplyRunner:
                 error = LLMError(ErrorCode.UPSTREAM_UNAVAILABLE)
         else:  # stopped
             await _cancel(reader)
-        for task in list(self._flushes):
-            await task
+        # A timer's flush may still be sending; its failure is logged by `_flush_done`.
+        await asyncio.gather(*self._flushes, return_exceptions=True)
         await self._flush()
         if completion is not None:
             await self._complete(completion, prompt.estimated_tokens)

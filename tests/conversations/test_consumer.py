@@ -131,6 +131,19 @@ async def test_stop_keeps_what_arrived(m2her, conversation, owner):
     await ws.disconnect()
 
 
+async def test_stop_before_the_first_word_ends_the_reply_at_once(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[slow_first_byte=5]] take your time")
+    await collect_until(ws, "reply.started")
+    await send(ws, type="reply.stop")
+    events = await collect_until(ws, "reply.stopped", timeout=3)
+    assert events[-1]["content"] == ""
+    assert not [e for e in events if e["type"] == "reply.delta"]
+    stored = await turn(events[-1]["turn_id"])
+    assert (stored.status, stored.content) == ("stopped", "")
+    await ws.disconnect()
+
+
 async def test_regenerate_adds_a_candidate_and_keeps_the_first(m2her, conversation, owner):
     ws, _ = await synced(conversation.pk, owner)
     await send_message(ws, "Pick a number")

@@ -1,9 +1,11 @@
 """Events reach this process's sockets directly, once serialised, in order."""
 
+import asyncio
 import json
 import uuid
 
 import pytest
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from conversations import fanout
 from conversations.services.conversations import conversation_create
@@ -64,6 +66,72 @@ async def test_a_broken_socket_does_not_cost_the_others_their_events(caplog):
     assert "could not deliver event 3" in caplog.text
     await fanout.unsubscribe(conversation_id, broken)
     await fanout.unsubscribe(conversation_id, fine)
+
+
+class FlakySharedLayer(BaseChannelLayer):  # type: ignore[misc]
+    """Channels' layer interface shared like Redis's (not in-process), whose first receive
+    fails as a dropped Redis connection would."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = InMemoryChannelLayer()
+        self.failures = 1
+
+    async def new_channel(self, prefix="specific."):
+        return await self.inner.new_channel(prefix)
+
+    async def send(self, channel, message):
+        await self.inner.send(channel, message)
+
+    async def receive(self, channel):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the connection to Redis was lost")
+        return await self.inner.receive(channel)
+
+    async def group_add(self, group, channel):
+        await self.inner.group_add(group, channel)
+
+    async def group_discard(self, group, channel):
+        await self.inner.group_discard(group, channel)
+
+    async def group_send(self, group, message):
+        await self.inner.group_send(group, message)
+
+
+async def _until(condition, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+async def test_other_processes_events_arrive_once_and_survive_a_broken_receive(settings, caplog):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.FlakySharedLayer"}
+    }
+    conversation_id = uuid.uuid4()
+    socket = Socket()
+    await fanout.subscribe(conversation_id, socket)
+    # Published here: delivered at once, and its echo from the shared layer is not delivered again.
+    await fanout.publish(conversation_id, [event("turns.hidden", 1, turn_ids=[])])
+    # Published by another process: arrives through the layer, after the failed receive.
+    theirs = json.dumps(event("turns.hidden", 2, turn_ids=[]))
+    await get_channel_layer().group_send(
+        fanout.events_group(conversation_id),
+        {
+            "type": "chat.events",
+            "origin": "another-process",
+            "conversation": conversation_id.hex,
+            "events": [(2, theirs)],
+        },
+    )
+    await _until(lambda: len(socket.frames) >= 2)
+    await asyncio.sleep(0.1)
+    assert [seq for seq, _ in socket.frames] == [1, 2]
+    assert socket.frames[1][1] == theirs
+    assert "retrying" in caplog.text
+    await fanout.unsubscribe(conversation_id, socket)
 
 
 @pytest.fixture
