@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from conversations.llm.base import Completion, StreamEvent, TextDelta
+from conversations.llm.body import body_reader
 from conversations.llm.classify import http_error, parse_retry_after, sensitivity_error
 from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
@@ -24,8 +25,8 @@ class StreamSession:
     """One HTTP exchange read into reply events; `open` reads up to the first event."""
 
     __slots__ = (
-        "_chunks",
         "_decoder",
+        "_next_chunk",
         "_parser",
         "_parts",
         "_response",
@@ -42,10 +43,7 @@ class StreamSession:
         self._parser = SSEParser()
         self._think = ThinkStripper()
         self._parts: list[str] = []
-        # Raw chunks skip httpx's decoder layers, which only matter for compressed bodies.
-        encoded = "content-encoding" in response.headers
-        chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-        self._chunks = chunks.__aiter__()
+        self._next_chunk = body_reader(response)
         self.finished = False
         # Kept until the first SSE event: a body that never had one may be a mislabelled
         # JSON error (or reply) and is decoded as such at the end.
@@ -127,9 +125,7 @@ class StreamSession:
         watchdog = self._watchdog
         watchdog.waiting()
         try:
-            chunk = await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
+            chunk = await self._next_chunk()
         except asyncio.CancelledError:
             if watchdog.timed_out():
                 if self._decoder.finish_reason is not None:
@@ -140,6 +136,8 @@ class StreamSession:
             if self._decoder.finish_reason is not None:
                 return None
             raise transport_error(exc, started=True) from None
+        if chunk is None:
+            return None
         watchdog.received()
         return chunk
 
