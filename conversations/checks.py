@@ -1,9 +1,12 @@
-"""System checks: a misconfigured model backend stops `migrate` and `check`, not a user's chat."""
+"""System checks: a misconfigured model backend or too old a SQLite stops `migrate` and `check`,
+not a user's chat."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ImproperlyConfigured
 
@@ -17,5 +20,31 @@ def llm_backend_configured(app_configs: Any = None, **kwargs: Any) -> list[Check
     except ImproperlyConfigured as exc:
         return [
             Error(str(exc), hint="See the README's Configuration section.", id="companion.E001")
+        ]
+    return []
+
+
+# Sequence numbers are allocated with UPDATE ... RETURNING (services/sequence.py).
+SQLITE_MINIMUM = (3, 35, 0)
+
+
+@register()
+def sqlite_new_enough(
+    app_configs: Any = None,
+    sqlite_version: tuple[int, ...] | None = None,
+    engines: list[str] | None = None,
+    **kwargs: Any,
+) -> list[CheckMessage]:
+    version = sqlite_version or sqlite3.sqlite_version_info
+    if engines is None:
+        engines = [db["ENGINE"] for db in settings.DATABASES.values()]
+    if "django.db.backends.sqlite3" in engines and version < SQLITE_MINIMUM:
+        found = ".".join(map(str, version))
+        return [
+            Error(
+                f"SQLite {found} is too old: RETURNING needs 3.35 or newer.",
+                hint="Use a newer Python build or PostgreSQL (DATABASE_URL).",
+                id="companion.E002",
+            )
         ]
     return []

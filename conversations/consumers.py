@@ -31,6 +31,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     buffered: list[tuple[int, str]]
     snapshot_timer: asyncio.Task[None] | None = None
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # `disconnect` is skipped when the consumer dies of an error or is cancelled; the
+            # socket must still leave the conversation's subscribers.
+            if hasattr(self, "conversation_id"):
+                await fanout.unsubscribe(self.conversation_id, self)
+
     async def connect(self) -> None:
         await self.accept()
         user = self.scope.get("user")

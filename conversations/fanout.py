@@ -44,30 +44,49 @@ class _Hub:
         self.layer = get_channel_layer()
         self.shared = not isinstance(self.layer, InMemoryChannelLayer)
         self._channel: str | None = None
+        self._channel_lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
+        # Per conversation, the joining of its group: later sockets wait for the same join.
+        self._joins: dict[UUID, asyncio.Future[None]] = {}
 
     async def channel(self) -> str:
-        if self._channel is None:
-            self._channel = await self.layer.new_channel("events.")
-            self._listener = asyncio.create_task(self._listen(self._channel))
-        return self._channel
+        async with self._channel_lock:  # one channel (and listener) per process, not two
+            if self._channel is None:
+                self._channel = await self.layer.new_channel("events.")
+                self._listener = asyncio.create_task(self._listen(self._channel))
+            return self._channel
+
+    async def _join(self, conversation_id: UUID) -> None:
+        await self.layer.group_add(events_group(conversation_id), await self.channel())
 
     async def subscribe(self, conversation_id: UUID, subscriber: Subscriber) -> None:
-        sockets = self.local.setdefault(conversation_id, set())
-        first = not sockets
-        sockets.add(subscriber)
-        if first and self.shared:
-            await self.layer.group_add(events_group(conversation_id), await self.channel())
+        self.local.setdefault(conversation_id, set()).add(subscriber)
+        if not self.shared:
+            return
+        join = self._joins.get(conversation_id)
+        if join is None or (join.done() and _failed(join)):
+            join = self._joins[conversation_id] = asyncio.ensure_future(self._join(conversation_id))
+        try:
+            await asyncio.shield(join)
+        except Exception:
+            # Not joined: undo, so the next socket on this conversation tries again.
+            await self.unsubscribe(conversation_id, subscriber)
+            raise
 
     async def unsubscribe(self, conversation_id: UUID, subscriber: Subscriber) -> None:
         sockets = self.local.get(conversation_id)
         if sockets is None or subscriber not in sockets:
             return
         sockets.discard(subscriber)
-        if not sockets:
-            del self.local[conversation_id]
-            if self.shared:
-                await self.layer.group_discard(events_group(conversation_id), await self.channel())
+        if sockets:
+            return
+        del self.local[conversation_id]
+        join = self._joins.get(conversation_id)
+        if join is None or not join.done():
+            return  # a join still under way is kept: the next socket here reuses it
+        del self._joins[conversation_id]
+        if not _failed(join):
+            await self.layer.group_discard(events_group(conversation_id), await self.channel())
 
     async def deliver(self, conversation_id: UUID, frames: Iterable[tuple[int, str]]) -> None:
         sockets = self.local.get(conversation_id)
@@ -100,6 +119,10 @@ class _Hub:
                 log.warning("ignored a malformed event message")
                 continue
             await self.deliver(conversation_id, frames)
+
+
+def _failed(future: asyncio.Future[None]) -> bool:
+    return future.cancelled() or future.exception() is not None
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()

@@ -185,7 +185,8 @@ class RecentTurn(NamedTuple):
 
 
 def recent_turns(*, conversation_id: UUID) -> list[RecentTurn]:
-    """The visible turns, newest first, as many as a prompt could use."""
+    """The visible turns, newest first, as many as a prompt could use (the cap counts failed and
+    empty turns too: the token budget keeps far fewer than it allows)."""
     rows = (
         Turn.objects.filter(conversation_id=conversation_id, active=True)
         .order_by("-seq")

@@ -9,6 +9,7 @@ snapshot requests reach the runner through a control group on the channel layer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -138,16 +139,21 @@ class ReplyRunner:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._pending:
-            return
-        text = "".join(self._pending)
-        self._pending.clear()
-        if self._first_flush:
-            self._first_flush = False
-            text = _joiner(self.sent, text) + text
-        self.sent += text
-        self._next_flush = time.monotonic() + self._interval
-        await self._emit("reply.delta", turn_id=self.start.turn_id, text=text)
+        # `sent` and `seq` change together, under the lock: a snapshot taken while another
+        # flush waits to publish must not hold text whose delta it will also receive.
+        async with self._publishing:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            if self._first_flush:
+                self._first_flush = False
+                text = _joiner(self.sent, text) + text
+            self.sent += text
+            self._next_flush = time.monotonic() + self._interval
+            self.seq += 1
+            delta = event("reply.delta", self.seq, turn_id=self.start.turn_id, text=text)
+            await publish(self.start.conversation_id, [delta])
 
     def _flush_on_timer(self) -> None:
         self._timer = None
@@ -163,16 +169,19 @@ class ReplyRunner:
     async def _read(self, messages: Any) -> Completion:
         """Stream the reply, sending coalesced deltas: the first at once, then one per interval."""
         loop = asyncio.get_running_loop()
-        async for item in self.backend.stream(messages, self.start.params):
-            if isinstance(item, TextDelta):
-                self._pending.append(item.text)
-                now = time.monotonic()
-                if now >= self._next_flush:
-                    await self._flush()
-                elif self._timer is None:
-                    self._timer = loop.call_later(self._next_flush - now, self._flush_on_timer)
-            elif isinstance(item, Completion):
-                return item
+        # Closed here, not by the garbage collector: that frees the HTTP connection (or the local
+        # model's worker) at once, and any error in closing is seen.
+        async with contextlib.aclosing(self.backend.stream(messages, self.start.params)) as stream:
+            async for item in stream:
+                if isinstance(item, TextDelta):
+                    self._pending.append(item.text)
+                    now = time.monotonic()
+                    if now >= self._next_flush:
+                        await self._flush()
+                    elif self._timer is None:
+                        self._timer = loop.call_later(self._next_flush - now, self._flush_on_timer)
+                elif isinstance(item, Completion):
+                    return item
         raise LLMError(ErrorCode.TRUNCATED)
 
     async def _generate(self) -> None:

@@ -9,6 +9,7 @@ server's CPU. This backend keeps a plain `asyncio.Protocol` reading continuously
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 from collections.abc import Iterable
@@ -72,7 +73,9 @@ class _Protocol(asyncio.Protocol):
     def wait_for_data(self, timeout: float | None) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         waiter = self.read_waiter = loop.create_future()
-        if timeout is not None:
+        if timeout is None:
+            self.read_deadline = math.inf  # a timer armed by an earlier read finds nothing due
+        else:
             self.read_deadline = loop.time() + timeout
             timer = self.deadline_timer
             if timer is None or timer.when() > self.read_deadline:
@@ -90,7 +93,7 @@ class _Protocol(asyncio.Protocol):
         if loop.time() >= self.read_deadline:
             self.read_waiter = None
             waiter.set_exception(httpcore.ReadTimeout("timed out reading from the server"))
-        else:
+        elif self.read_deadline != math.inf:
             self.deadline_timer = loop.call_at(self.read_deadline, self._check_deadline)
 
     def _wake_reader(self) -> None:

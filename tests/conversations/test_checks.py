@@ -1,5 +1,7 @@
 from django.core.checks import run_checks
 
+from conversations.checks import sqlite_new_enough
+
 
 def test_a_misconfigured_backend_fails_the_system_checks(settings):
     settings.LLM_BACKEND = "openai"
@@ -12,3 +14,17 @@ def test_a_misconfigured_backend_fails_the_system_checks(settings):
 def test_the_default_configuration_passes_the_system_checks(settings):
     settings.LLM_BACKEND = "local"
     assert not [m for m in run_checks() if m.id == "companion.E001"]
+
+
+def test_too_old_a_sqlite_fails_the_system_checks():
+    sqlite = ["django.db.backends.sqlite3"]
+    errors = sqlite_new_enough(sqlite_version=(3, 31, 1), engines=sqlite)
+    assert [e.id for e in errors] == ["companion.E002"]
+    assert "3.31.1" in errors[0].msg
+    assert not sqlite_new_enough(sqlite_version=(3, 35, 0), engines=sqlite)
+    postgres = ["django.db.backends.postgresql"]
+    assert not sqlite_new_enough(sqlite_version=(3, 31, 1), engines=postgres)
+
+
+def test_this_sqlite_passes():
+    assert not [m for m in run_checks() if m.id == "companion.E002"]

@@ -69,27 +69,35 @@ async def test_a_broken_socket_does_not_cost_the_others_their_events(caplog):
 
 
 class FlakySharedLayer(BaseChannelLayer):  # type: ignore[misc]
-    """Channels' layer interface shared like Redis's (not in-process), whose first receive
-    fails as a dropped Redis connection would."""
+    """Channels' layer interface shared like Redis's (not in-process), whose first receive and
+    first group join fail as with a dropped Redis connection."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.inner = InMemoryChannelLayer()
-        self.failures = 1
+        self.receive_failures = 1
+        self.join_failures = 1
+        self.channels_made = 0
 
     async def new_channel(self, prefix="specific."):
+        self.channels_made += 1
+        await asyncio.sleep(0.01)
         return await self.inner.new_channel(prefix)
 
     async def send(self, channel, message):
         await self.inner.send(channel, message)
 
     async def receive(self, channel):
-        if self.failures:
-            self.failures -= 1
+        if self.receive_failures:
+            self.receive_failures -= 1
             raise ConnectionError("the connection to Redis was lost")
         return await self.inner.receive(channel)
 
     async def group_add(self, group, channel):
+        await asyncio.sleep(0.01)  # a round trip, as to Redis
+        if self.join_failures:
+            self.join_failures -= 1
+            raise ConnectionError("the connection to Redis was lost")
         await self.inner.group_add(group, channel)
 
     async def group_discard(self, group, channel):
@@ -112,6 +120,7 @@ async def test_other_processes_events_arrive_once_and_survive_a_broken_receive(s
     }
     conversation_id = uuid.uuid4()
     socket = Socket()
+    get_channel_layer().join_failures = 0
     await fanout.subscribe(conversation_id, socket)
     # Published here: delivered at once, and its echo from the shared layer is not delivered again.
     await fanout.publish(conversation_id, [event("turns.hidden", 1, turn_ids=[])])
@@ -132,6 +141,62 @@ async def test_other_processes_events_arrive_once_and_survive_a_broken_receive(s
     assert socket.frames[1][1] == theirs
     assert "retrying" in caplog.text
     await fanout.unsubscribe(conversation_id, socket)
+
+
+async def test_a_failed_join_is_undone_and_the_next_socket_joins(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.FlakySharedLayer"}
+    }
+    conversation_id = uuid.uuid4()
+    first, second = Socket(), Socket()
+    with pytest.raises(ConnectionError):
+        await fanout.subscribe(conversation_id, first)
+    await fanout.subscribe(conversation_id, second)
+    theirs = json.dumps(event("turns.hidden", 4, turn_ids=[]))
+    await get_channel_layer().group_send(
+        fanout.events_group(conversation_id),
+        {
+            "type": "chat.events",
+            "origin": "another-process",
+            "conversation": conversation_id.hex,
+            "events": [(4, theirs)],
+        },
+    )
+    await _until(lambda: second.frames)
+    assert second.frames == [(4, theirs)]
+    assert first.frames == []
+    await fanout.unsubscribe(conversation_id, second)
+
+
+async def test_sockets_connecting_together_share_one_channel_and_one_join(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.FlakySharedLayer"}
+    }
+    layer = get_channel_layer()
+    layer.join_failures = 0
+    conversations = [uuid.uuid4() for _ in range(3)]
+    # Two sockets on each conversation, all connecting at once.
+    sockets = [(c, Socket()) for c in conversations for _ in range(2)]
+    await asyncio.gather(*(fanout.subscribe(c, s) for c, s in sockets))
+    assert layer.channels_made == 1
+    sent = {}
+    for seq, conversation_id in enumerate(conversations, start=1):
+        sent[conversation_id] = json.dumps(event("turns.hidden", seq, turn_ids=[]))
+        await layer.group_send(
+            fanout.events_group(conversation_id),
+            {
+                "type": "chat.events",
+                "origin": "another-process",
+                "conversation": conversation_id.hex,
+                "events": [(seq, sent[conversation_id])],
+            },
+        )
+    await _until(lambda: all(s.frames for _, s in sockets))
+    await asyncio.sleep(0.05)
+    for conversation_id, socket in sockets:  # once each, none missed, none crossed
+        assert [text for _, text in socket.frames] == [sent[conversation_id]]
+    for conversation_id, socket in sockets:
+        await fanout.unsubscribe(conversation_id, socket)
 
 
 @pytest.fixture
