@@ -114,6 +114,19 @@ async def _until(condition, timeout=5.0):
         await asyncio.sleep(0.02)
 
 
+async def _from_another_process(conversation_id, seq, text):
+    """What another process's `publish` puts on the shared layer."""
+    await get_channel_layer().group_send(
+        fanout.events_group(conversation_id),
+        {
+            "type": "chat.events",
+            "origin": "another-process",
+            "conversation": conversation_id.hex,
+            "events": [(seq, text)],
+        },
+    )
+
+
 async def test_other_processes_events_arrive_once_and_survive_a_broken_receive(settings, caplog):
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "tests.conversations.test_fanout.FlakySharedLayer"}
@@ -126,15 +139,7 @@ async def test_other_processes_events_arrive_once_and_survive_a_broken_receive(s
     await fanout.publish(conversation_id, [event("turns.hidden", 1, turn_ids=[])])
     # Published by another process: arrives through the layer, after the failed receive.
     theirs = json.dumps(event("turns.hidden", 2, turn_ids=[]))
-    await get_channel_layer().group_send(
-        fanout.events_group(conversation_id),
-        {
-            "type": "chat.events",
-            "origin": "another-process",
-            "conversation": conversation_id.hex,
-            "events": [(2, theirs)],
-        },
-    )
+    await _from_another_process(conversation_id, 2, theirs)
     await _until(lambda: len(socket.frames) >= 2)
     await asyncio.sleep(0.1)
     assert [seq for seq, _ in socket.frames] == [1, 2]
@@ -153,15 +158,7 @@ async def test_a_failed_join_is_undone_and_the_next_socket_joins(settings):
         await fanout.subscribe(conversation_id, first)
     await fanout.subscribe(conversation_id, second)
     theirs = json.dumps(event("turns.hidden", 4, turn_ids=[]))
-    await get_channel_layer().group_send(
-        fanout.events_group(conversation_id),
-        {
-            "type": "chat.events",
-            "origin": "another-process",
-            "conversation": conversation_id.hex,
-            "events": [(4, theirs)],
-        },
-    )
+    await _from_another_process(conversation_id, 4, theirs)
     await _until(lambda: second.frames)
     assert second.frames == [(4, theirs)]
     assert first.frames == []
@@ -182,15 +179,7 @@ async def test_sockets_connecting_together_share_one_channel_and_one_join(settin
     sent = {}
     for seq, conversation_id in enumerate(conversations, start=1):
         sent[conversation_id] = json.dumps(event("turns.hidden", seq, turn_ids=[]))
-        await layer.group_send(
-            fanout.events_group(conversation_id),
-            {
-                "type": "chat.events",
-                "origin": "another-process",
-                "conversation": conversation_id.hex,
-                "events": [(seq, sent[conversation_id])],
-            },
-        )
+        await _from_another_process(conversation_id, seq, sent[conversation_id])
     await _until(lambda: all(s.frames for _, s in sockets))
     await asyncio.sleep(0.05)
     for conversation_id, socket in sockets:  # once each, none missed, none crossed
