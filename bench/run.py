@@ -133,6 +133,8 @@ class Bench:
     async def concurrent(self, count: int, words: int | None = None) -> dict[str, Any]:
         assert self.server is not None
         words = words or self.args.words
+        # Streams start over one full reply's time whatever this phase's reply length, so a
+        # phase of short replies has the same start rate as the main one.
         spread = self.args.words / self.args.tps
         floor = summarise(await self.floor(count, words=words, spread=spread))
         spy = self.profiler(f"daphne-profile-{count}.txt") if self.args.profile else None

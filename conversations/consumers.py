@@ -35,8 +35,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # `disconnect` is skipped when the consumer dies of an error or is cancelled; the
-            # socket must still leave the conversation's subscribers.
+            # Here rather than in `disconnect`, which is skipped when the consumer dies of an
+            # error or is cancelled: the socket must leave the subscribers either way.
             if hasattr(self, "conversation_id"):
                 await fanout.unsubscribe(self.conversation_id, self)
 
@@ -62,8 +62,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await fanout.subscribe(self.conversation_id, self)
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "conversation_id"):
-            await fanout.unsubscribe(self.conversation_id, self)
+        # Leaving the conversation's subscribers happens in `__call__`, however the socket ends.
         if self.snapshot_timer is not None:
             self.snapshot_timer.cancel()
 

@@ -132,8 +132,12 @@ class ReplyRunner:
 
     async def _emit(self, kind: str, **fields: Any) -> None:
         async with self._publishing:
-            self.seq += 1
-            await publish(self.start.conversation_id, [event(kind, self.seq, **fields)])
+            await self._publish_next(kind, **fields)
+
+    async def _publish_next(self, kind: str, **fields: Any) -> None:
+        """Number and publish one event; the caller holds `_publishing`."""
+        self.seq += 1
+        await publish(self.start.conversation_id, [event(kind, self.seq, **fields)])
 
     async def _flush(self) -> None:
         if self._timer is not None:
@@ -151,9 +155,7 @@ class ReplyRunner:
                 text = _joiner(self.sent, text) + text
             self.sent += text
             self._next_flush = time.monotonic() + self._interval
-            self.seq += 1
-            delta = event("reply.delta", self.seq, turn_id=self.start.turn_id, text=text)
-            await publish(self.start.conversation_id, [delta])
+            await self._publish_next("reply.delta", turn_id=self.start.turn_id, text=text)
 
     def _flush_on_timer(self) -> None:
         self._timer = None

@@ -76,11 +76,11 @@ class H11Body:
 
 def body_reader(response: httpx.Response) -> ChunkReader:
     """A function returning the response body's next raw chunk, or None at its end."""
-    direct = H11Body.attach(response)
-    if direct is not None and "content-encoding" not in response.headers:
-        return direct.read
-    # Raw chunks skip httpx's decoder layers, which only matter for compressed bodies.
+    # A compressed body needs httpx's decoders; any other is read raw, directly when possible.
     encoded = "content-encoding" in response.headers
+    direct = None if encoded else H11Body.attach(response)
+    if direct is not None:
+        return direct.read
     chunks: AsyncIterator[bytes] = (
         response.aiter_bytes() if encoded else response.aiter_raw()
     ).__aiter__()

@@ -1,5 +1,7 @@
 """Shared helpers for driving backends in tests."""
 
+import asyncio
+
 import httpx
 
 from conversations.llm.base import ChatMessage, Completion, GenerationParams, TextDelta
@@ -79,3 +81,29 @@ def recorded_backend(
         clients=ClientPool(http, transport=httpx.MockTransport(handler)),
     )
     return backend, seen
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """One piece of a chunked body (`b""` is the last one)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def scripted_server(parts, *, linger=0.0):
+    """A loopback HTTP server answering each request with `parts` — (pause, raw bytes) pairs,
+    each written after its pause — then staying open `linger` seconds before closing.
+    Returns the server and its port."""
+
+    async def handler(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        for pause, data in parts:
+            await asyncio.sleep(pause)
+            writer.write(data)
+            await writer.drain()
+        await asyncio.sleep(linger)
+        writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]

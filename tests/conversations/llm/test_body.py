@@ -1,6 +1,5 @@
 """The direct HTTP/1.1 body reader: same bytes and errors as httpx's, connection kept alive."""
 
-import asyncio
 import re
 
 import httpx
@@ -9,6 +8,7 @@ import pytest
 from conversations.llm.body import H11Body, body_reader
 from conversations.llm.fake_server import FakeM2her
 from conversations.llm.netbackend import asyncio_transport
+from tests.conversations.llm.helpers import CHUNKED_HEAD, chunk, scripted_server
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
 BODY = {
@@ -56,19 +56,8 @@ async def test_other_transports_are_read_through_httpx():
         assert await _read_all(body_reader(response)) == b"data: {}\n\n"
 
 
-async def _serve(handler):
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
 async def test_a_body_cut_short_is_httpx_remote_protocol_error():
-    async def handler(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, port = await _serve(handler)
+    server, port = await scripted_server([(0, CHUNKED_HEAD + chunk(b"hello"))])
     transport = asyncio_transport(limits=LIMITS)
     async with server, httpx.AsyncClient(transport=transport) as client:
         request = client.build_request("GET", f"http://127.0.0.1:{port}/")
@@ -81,14 +70,7 @@ async def test_a_body_cut_short_is_httpx_remote_protocol_error():
 
 
 async def test_a_silent_body_is_httpx_read_timeout():
-    async def handler(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(5)
-        writer.close()
-
-    server, port = await _serve(handler)
+    server, port = await scripted_server([(0, CHUNKED_HEAD)], linger=5)
     transport = asyncio_transport(limits=LIMITS)
     timeout = httpx.Timeout(5.0, read=0.2)
     async with server, httpx.AsyncClient(transport=transport, timeout=timeout) as client:

@@ -11,7 +11,13 @@ from conversations.llm.fake_server import FakeM2her
 from conversations.llm.m2her import m2her_backend
 from conversations.llm.netbackend import AsyncioBackend, asyncio_transport
 from conversations.llm.transport import ClientPool, HttpSettings
-from tests.conversations.llm.helpers import run_stream, user_says
+from tests.conversations.llm.helpers import (
+    CHUNKED_HEAD,
+    chunk,
+    run_stream,
+    scripted_server,
+    user_says,
+)
 
 LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
 
@@ -87,14 +93,8 @@ async def test_a_connection_refused_is_a_connect_error():
 
 
 async def test_a_server_that_closes_midway_is_a_read_error():
-    async def handler(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"
+    server, port = await scripted_server([(0, head)])
     async with server, httpx.AsyncClient(transport=asyncio_transport(limits=LIMITS)) as client:
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get(f"http://127.0.0.1:{port}/")
@@ -110,27 +110,14 @@ async def test_the_default_client_pool_uses_the_asyncio_backend():
     assert isinstance(backend, AsyncioBackend)
 
 
-async def _server(body_steps):
-    """A server that answers one chunked response, writing each step's bytes after its pause."""
-
-    async def handler(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for pause, data in body_steps:
-            await asyncio.sleep(pause)
-            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        await asyncio.sleep(5)
-        writer.close()
-
-    return await asyncio.start_server(handler, "127.0.0.1", 0)
+async def _chunked(body_steps):
+    """A server answering one chunked response, writing each step's bytes after its pause."""
+    parts = [(0, CHUNKED_HEAD), *((pause, chunk(data)) for pause, data in body_steps)]
+    return await scripted_server([*parts, (0, chunk(b""))], linger=5)
 
 
 async def test_a_server_that_goes_silent_is_a_read_timeout():
-    server = await _server([(0, b"first"), (10, b"never in time")])
-    port = server.sockets[0].getsockname()[1]
+    server, port = await _chunked([(0, b"first"), (10, b"never in time")])
     timeout = httpx.Timeout(5.0, read=0.3)
     transport = asyncio_transport(limits=LIMITS)
     async with server, httpx.AsyncClient(transport=transport, timeout=timeout) as client:
@@ -147,8 +134,7 @@ async def test_a_server_that_goes_silent_is_a_read_timeout():
 async def test_the_read_deadline_is_per_read_not_per_response():
     # Ten gaps of 0.1 s: the whole body takes longer than the 0.3 s read timeout, no read does.
     steps = [(0.1, b"piece%d" % i) for i in range(10)]
-    server = await _server(steps)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await _chunked(steps)
     timeout = httpx.Timeout(5.0, read=0.3)
     transport = asyncio_transport(limits=LIMITS)
     async with (
