@@ -28,4 +28,4 @@ WORKDIR /app
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 DJANGO_DEBUG=false MEDIA_ROOT=/data/media
 USER companion
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "companion.asgi:application"]
+CMD ["python", "-m", "companion.serve", "-b", "0.0.0.0", "-p", "8000", "companion.asgi:application"]

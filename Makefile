@@ -14,7 +14,7 @@ run: setup
 	@echo "  Companion is starting on http://$(HOST):$(PORT)/"
 	@echo "  Create an admin account with:  $(PY) manage.py createsuperuser"
 	@echo ""
-	$(BIN)/daphne -b $(HOST) -p $(PORT) companion.asgi:application
+	$(PY) -m companion.serve -b $(HOST) -p $(PORT) companion.asgi:application
 
 test: setup lint typecheck pytest
 

@@ -3,12 +3,12 @@ the fake upstream. Both record when each piece of the reply arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from dataclasses import dataclass, field
 
-import httpx
 import websockets
 from websockets.typing import Origin
 
@@ -86,21 +86,44 @@ async def app_stream(
     return results
 
 
-async def floor_stream(
-    client: httpx.AsyncClient, base_url: str, *, words: int, tps: float
-) -> StreamResult:
+async def floor_stream(host: str, port: int, *, words: int, tps: float) -> StreamResult:
+    """The fake upstream read directly over a plain socket.
+
+    No HTTP client library: the floor measures the upstream and the loopback, and an httpx
+    client per stream cost the shared load core more than the upstream itself (at 300 streams the
+    floor lagged by its own client's cost).
+    """
     result = StreamResult()
-    body = {
-        "model": "M2-her",
-        "stream": True,
-        "messages": [{"role": "user", "content": f"[[words={words}]] go"}],
-    }
+    body = json.dumps(
+        {
+            "model": "M2-her",
+            "stream": True,
+            "messages": [{"role": "user", "content": f"[[words={words}]] go"}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     timeline = _Timeline(time.perf_counter(), tps, result)
-    async with client.stream("POST", f"{base_url}/v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("data: {"):
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(head + body)
+        status = await reader.readline()
+        if b" 200 " not in status:
+            result.error = status.decode(errors="replace").strip()[:300]
+            return result
+        # The body is chunked; every event is one `data: {...}` line, whatever chunk holds it,
+        # and the last chunk (size 0) ends it (the connection is kept alive).
+        async for line in reader:
+            if line.startswith(b"data: {"):
                 choices = json.loads(line[6:]).get("choices") or [{}]
                 timeline.arrived((choices[0].get("delta") or {}).get("content") or "")
+            elif line == b"0\r\n" or line.startswith(b"data: [DONE]"):
+                break
+    finally:
+        writer.close()
     return result
 
 

@@ -95,14 +95,16 @@ class Bench:
         return [r for batch in batches for r in batch]
 
     async def floor(self, count: int, *, words: int, spread: float) -> list[StreamResult]:
-        limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
-        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        host, port = self.fake_base.removeprefix("http://").split(":")
 
-            async def one(i: int) -> StreamResult:
-                await asyncio.sleep(spread * i / max(count, 1))
-                return await floor_stream(client, self.fake_base, words=words, tps=self.args.tps)
+        async def one(i: int) -> StreamResult:
+            await asyncio.sleep(spread * i / max(count, 1))
+            try:
+                return await floor_stream(host, int(port), words=words, tps=self.args.tps)
+            except Exception as exc:
+                return StreamResult(error=repr(exc)[:300])
 
-            return list(await asyncio.gather(*(one(i) for i in range(count))))
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
 
     async def single_stream(self) -> dict[str, Any]:
         app, floor = [], []
@@ -289,7 +291,15 @@ def main() -> None:
     bench = Bench(args, env, data)
     bench.fake = fake
     try:
-        daphne = [py, "-m", "daphne", "-b", "127.0.0.1", "-p", str(args.port)]
+        daphne = [
+            py,
+            "-m",
+            os.environ.get("BENCH_SERVER", "companion.serve"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(args.port),
+        ]
         daphne.append("companion.asgi:application")
         bench.server = procs.start(
             "daphne",

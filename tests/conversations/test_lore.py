@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -345,3 +346,46 @@ def test_lore_never_takes_more_than_its_share_of_the_prompt(alice, settings):
     assert lore.used_tokens <= budget
     assert len(lore.included) == 1
     assert lore.included[0].entry.priority == 9
+
+
+def test_conversation_for_prompt_loads_what_the_orm_stores(alice, django_assert_num_queries):
+    from conversations.services.conversations import conversation_create
+
+    character = make_character(alice, samples=3, scenes=2, tags=["a", "b"])
+    persona = make_persona(alice)
+    scene = character.scenes.order_by("-position").first()
+    assert scene is not None
+    plain = conversation_create(owner=alice, character=character, persona=persona, scene=scene)
+    with django_assert_num_queries(2):  # no lorebook: no query for its entries
+        loaded = conversation_for_prompt(conversation_id=plain.pk)
+    stored = type(plain).objects.select_related("character", "persona", "scene").get(pk=plain.pk)
+    pairs: list[tuple[Any, Any]] = [
+        (loaded, stored),
+        (loaded.character, stored.character),
+        (loaded.persona, stored.persona),
+        (loaded.scene, stored.scene),
+    ]
+    for got, want in pairs:
+        fields = [f.attname for f in type(want)._meta.concrete_fields]
+        assert [getattr(got, f) for f in fields] == [getattr(want, f) for f in fields]
+    assert loaded.character.tags == ["a", "b"]  # JSON converted, not text
+    with django_assert_num_queries(1):  # the turns; the rest came loaded
+        spec, _ = prompt_preview_for_conversation(conversation=loaded)
+    samples = character.sample_dialogues.order_by("position", "id")
+    assert spec.character.samples == tuple((s.user_line, s.character_line) for s in samples)
+    assert spec.scene is not None
+    assert spec.scene.name == scene.name
+    assert spec.persona.name == persona.name
+
+    book = _book(character, scan_depth=3)
+    later = LorebookEntry.objects.create(lorebook=book, keys=["x"], content="b", insertion_order=2)
+    first = LorebookEntry.objects.create(lorebook=book, keys=["x"], content="a", insertion_order=1)
+    LorebookEntry.objects.create(lorebook=book, keys=["x"], content="off", enabled=False)
+    bare = conversation_create(owner=alice, character=character)
+    with django_assert_num_queries(3):
+        loaded = conversation_for_prompt(conversation_id=bare.pk)
+    assert loaded.persona is None
+    assert loaded.scene is None
+    assert loaded.character.lorebook.scan_depth == 3
+    entries = loaded.character.lorebook.enabled_entries  # type: ignore[attr-defined]
+    assert [e.pk for e in entries] == [first.pk, later.pk]

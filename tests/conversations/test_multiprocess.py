@@ -3,7 +3,6 @@ and can resume it — the reply's runner lives in whichever process started it."
 
 import json
 import os
-import sys
 import uuid
 
 import pytest
@@ -16,7 +15,7 @@ from conversations.models import Turn
 from conversations.services.conversations import conversation_create
 from tests.conversations.chat_helpers import session_cookie
 from tests.factories import make_character, make_user
-from tests.servers import database_url, free_port, start_process, stop_process
+from tests.servers import DAPHNE, database_url, free_port, start_process, stop_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +50,7 @@ def two_servers(redis_url, fake):
     try:
         for name in ("daphne-a", "daphne-b"):
             port = free_port()
-            args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+            args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port)]
             servers.append(start_process(name, [*args, "companion.asgi:application"], env, port))
         yield servers
     finally:

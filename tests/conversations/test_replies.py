@@ -85,6 +85,17 @@ def test_resending_the_same_client_id_creates_nothing(conversation):
     assert Turn.objects.filter(conversation=conversation, role="user").count() == 1
 
 
+def test_resending_while_its_reply_runs_is_a_duplicate_not_busy(conversation):
+    client_id = uuid.uuid4()
+    first = send(conversation, client_id=client_id)
+    before = Turn.objects.count()
+    again = send(conversation, client_id=client_id)
+    assert again.duplicate
+    assert again.turn_id == Turn.objects.get(client_id=client_id).pk
+    assert Turn.objects.count() == before
+    assert Turn.objects.get(pk=first.turn_id).status == "streaming"
+
+
 def test_a_second_message_while_a_reply_runs_is_busy_and_writes_nothing(conversation):
     send(conversation)
     before = Turn.objects.count()

@@ -1,0 +1,125 @@
+"""Hot statements compiled by the ORM once per database connection, then run with new values.
+
+Building and compiling a query is most of what the ORM spends on a short statement (0.5–0.9 ms
+here, against tens of µs for SQLite to run it), and a reply's start runs several. A `Compiled`
+statement is built by the ORM once per connection from marker values, remembers which parameters
+those markers became, and afterwards only puts the caller's values in their place. The SQL stays
+the ORM's own (right for each database vendor), and result rows pass through the ORM's
+converters.
+
+    allocate = Compiled(lambda conversation_id: Turn.objects.filter(...).values_list(...).query,
+                        conversation_id=uuid.UUID(int=1))
+    rows = allocate.rows(conversation_id=some_id)
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.sql import Query
+from django.db.models.sql.compiler import SQLCompiler, SQLUpdateCompiler
+
+Binder = Callable[[Any, BaseDatabaseWrapper], Any]
+
+
+def _as_is(value: Any, connection: BaseDatabaseWrapper) -> Any:
+    return value
+
+
+def _uuid_hex(value: uuid.UUID, connection: BaseDatabaseWrapper) -> str:
+    return value.hex
+
+
+def _datetime(value: datetime.datetime, connection: BaseDatabaseWrapper) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _binders(marker: Any) -> list[Binder]:
+    """The ways the ORM may have turned a value into a parameter, most direct first."""
+    if isinstance(marker, uuid.UUID):
+        return [_as_is, _uuid_hex]
+    if isinstance(marker, datetime.datetime):
+        return [_as_is, _datetime]
+    return [_as_is]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    params: tuple[Any, ...]
+    slots: tuple[tuple[int, str, Binder], ...]
+    compiler: SQLCompiler | None  # converts result rows; None when none are read back
+
+
+class Compiled:
+    """One statement: `build(**markers)` returns the ORM query it is made from.
+
+    Markers must be values no other parameter of the statement equals (a UUID, a datetime, an
+    unusual integer); a marker that cannot be found is an error when the statement is first
+    compiled, not a silently fixed value. `returning` adds a RETURNING clause to an UPDATE
+    (SQLite 3.35+ and PostgreSQL both have it).
+    """
+
+    def __init__(
+        self,
+        build: Callable[..., Query],
+        *,
+        returning: Sequence[str] = (),
+        using: str = DEFAULT_DB_ALIAS,
+        **markers: Any,
+    ) -> None:
+        self._build = build
+        self._returning = tuple(returning)
+        self._using = using
+        self._markers = markers
+        self._plans: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Plan] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def rows(self, **values: Any) -> list[tuple[Any, ...]]:
+        """Run the statement with these values for its markers; the rows it returns."""
+        connection = connections[self._using]
+        plan = self._plans.get(connection)
+        if plan is None:
+            plan = self._plans[connection] = self._compile(connection)
+        params = list(plan.params)
+        for index, name, bind in plan.slots:
+            params[index] = bind(values[name], connection)
+        with connection.cursor() as cursor:
+            cursor.execute(plan.sql, params)
+            rows = cursor.fetchall() if cursor.description else []
+        if plan.compiler is not None and rows:
+            return [tuple(row) for row in plan.compiler.results_iter([rows])]
+        return [tuple(row) for row in rows]
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Plan:
+        compiler = self._build(**self._markers).get_compiler(connection=connection)
+        sql, compiled_params = compiler.as_sql()
+        params = tuple(compiled_params)
+        if self._returning:
+            if not isinstance(compiler, SQLUpdateCompiler):
+                raise ImproperlyConfigured("RETURNING is only added to an UPDATE")
+            names = ", ".join(connection.ops.quote_name(name) for name in self._returning)
+            sql = f"{sql} RETURNING {names}"
+        slots: list[tuple[int, str, Binder]] = []
+        for name, marker in self._markers.items():
+            for bind in _binders(marker):
+                bound = bind(marker, connection)
+                hits = [i for i, p in enumerate(params) if type(p) is type(bound) and p == bound]
+                if hits:
+                    slots += [(i, name, bind) for i in hits]
+                    break
+            else:
+                raise ImproperlyConfigured(f"marker {name!r} is not a parameter of: {sql}")
+        if len({index for index, _, _ in slots}) != len(slots):
+            raise ImproperlyConfigured(f"two markers share a parameter of: {sql}")
+        reads = not self._returning and not isinstance(compiler, SQLUpdateCompiler)
+        return _Plan(sql, params, tuple(slots), compiler if reads else None)

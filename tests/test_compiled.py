@@ -1,0 +1,112 @@
+"""`Compiled` statements give what the ORM gives, with the caller's values, on every database."""
+
+import datetime as dt
+import uuid
+from typing import cast
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.db.models import F
+from django.db.models.sql import Query, UpdateQuery
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from companion.compiled import Compiled
+from conversations.models import Conversation, Turn
+from tests.factories import make_conversation, make_turns, make_user
+
+pytestmark = pytest.mark.django_db
+
+CONVERSATION = uuid.UUID(int=0xC0FFEE)
+
+
+def _turns(conversation_id: uuid.UUID) -> Query:
+    return (
+        Turn.objects.filter(conversation_id=conversation_id, active=True)
+        .order_by("-seq")
+        .values_list("id", "conversation_id", "content", "created_at")
+        .query
+    )
+
+
+turns = Compiled(_turns, conversation_id=CONVERSATION)
+
+
+def test_rows_are_the_orms_for_each_callers_values():
+    owner = make_user()
+    first, second = make_conversation(owner), make_conversation(owner)
+    make_turns(first, 1, text="one")
+    make_turns(second, 3, text="two")
+    for conversation in (first, second):
+        expected = list(
+            Turn.objects.filter(conversation_id=conversation.pk, active=True)
+            .order_by("-seq")
+            .values_list("id", "conversation_id", "content", "created_at")
+        )
+        got = turns.rows(conversation_id=conversation.pk)
+        assert got == [tuple(row) for row in expected]
+        # The ORM's converters ran: typed values, not the database's text.
+        assert isinstance(got[0][1], uuid.UUID)
+        assert isinstance(got[0][3], dt.datetime)
+    assert turns.rows(conversation_id=uuid.uuid4()) == []
+
+
+def test_compiled_once_per_connection():
+    conversation = make_conversation(make_user())
+    calls = []
+
+    def build(conversation_id: uuid.UUID) -> Query:
+        calls.append(conversation_id)
+        return _turns(conversation_id)
+
+    statement = Compiled(build, conversation_id=CONVERSATION)
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            statement.rows(conversation_id=conversation.pk)
+        assert len(queries) == 1
+    assert calls == [CONVERSATION]
+
+
+def _bump(conversation_id: uuid.UUID, count: int, now: dt.datetime) -> UpdateQuery:
+    query = cast(
+        UpdateQuery, Conversation.objects.filter(pk=conversation_id).query.chain(UpdateQuery)
+    )
+    query.add_update_values({"last_seq": F("last_seq") + count, "updated_at": now})
+    return query
+
+
+def test_update_returning_binds_every_marker():
+    bump = Compiled(
+        _bump,
+        returning=["last_seq"],
+        conversation_id=CONVERSATION,
+        count=987_654_321,
+        now=dt.datetime(2001, 2, 3, 4, 5, 6, 789, tzinfo=dt.UTC),
+    )
+    owner = make_user()
+    conversation, other = make_conversation(owner), make_conversation(owner)
+    before = Conversation.objects.get(pk=conversation.pk).last_seq
+    now = timezone.now()
+    assert bump.rows(conversation_id=conversation.pk, count=5, now=now) == [(before + 5,)]
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert stored.updated_at == now
+    # Only the row asked for changed.
+    assert Conversation.objects.get(pk=other.pk).last_seq == other.last_seq
+    assert bump.rows(conversation_id=uuid.uuid4(), count=1, now=now) == []
+
+
+def test_a_marker_that_is_not_a_parameter_is_an_error():
+    statement = Compiled(
+        lambda conversation_id, limit: _turns(conversation_id),
+        conversation_id=CONVERSATION,
+        limit=424_242,
+    )
+    with pytest.raises(ImproperlyConfigured, match="limit"):
+        statement.rows(conversation_id=CONVERSATION, limit=1)
+
+
+def test_returning_needs_an_update():
+    statement = Compiled(_turns, returning=["id"], conversation_id=CONVERSATION)
+    with pytest.raises(ImproperlyConfigured, match="UPDATE"):
+        statement.rows(conversation_id=CONVERSATION)

@@ -1,0 +1,27 @@
+"""`python -m companion.serve` runs daphne's Twisted reactor on uvloop's event loop."""
+
+import subprocess
+import sys
+
+from tests.servers import ROOT
+
+CHECK = """
+import asyncio
+from companion.serve import install
+install()
+import daphne.server
+import uvloop
+from twisted.internet import reactor
+assert isinstance(daphne.server.twisted_loop, uvloop.Loop), type(daphne.server.twisted_loop)
+assert reactor._asyncioEventloop is daphne.server.twisted_loop
+print("ok")
+"""
+
+
+def test_daphne_runs_on_uvloop():
+    # A fresh interpreter: daphne makes its loop once, when `daphne.server` is first imported.
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
