@@ -42,12 +42,24 @@ def _datetime(value: datetime.datetime, connection: BaseDatabaseWrapper) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def _binders(marker: Any) -> list[Binder]:
+def _as_type(kind: type[int]) -> Binder:
+    """psycopg's typed integers (`Int4`): PostgreSQL's backend wraps numbers in expressions."""
+
+    def bind(value: Any, connection: BaseDatabaseWrapper) -> Any:
+        return None if value is None else kind(value)
+
+    return bind
+
+
+def _binders(marker: Any, params: tuple[Any, ...]) -> list[Binder]:
     """The ways the ORM may have turned a value into a parameter, most direct first."""
     if isinstance(marker, uuid.UUID):
         return [_as_is, _uuid_hex]
     if isinstance(marker, datetime.datetime):
         return [_as_is, _datetime]
+    if isinstance(marker, int) and not isinstance(marker, bool):
+        kinds = {type(p) for p in params if isinstance(p, int) and type(p) not in (int, bool)}
+        return [_as_is, *(_as_type(kind) for kind in kinds)]
     return [_as_is]
 
 
@@ -111,7 +123,7 @@ class Compiled:
             sql = f"{sql} RETURNING {names}"
         slots: list[tuple[int, str, Binder]] = []
         for name, marker in self._markers.items():
-            for bind in _binders(marker):
+            for bind in _binders(marker, params):
                 bound = bind(marker, connection)
                 hits = [i for i, p in enumerate(params) if type(p) is type(bound) and p == bound]
                 if hits:

@@ -118,12 +118,21 @@ else:
 # Sessions are read through the cache (every page and websocket handshake needs one) and
 # written through to the database. With several processes the cache must be shared, or a
 # logged-out session would live on in the other processes' memory: Redis when configured.
+CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "companion",
+        }
+    }
+else:
+    # The local-memory cache keeps 300 entries by default: fewer sessions than users online.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": env.int("LOCAL_CACHE_ENTRIES", default=20_000)},
         }
     }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

@@ -3,14 +3,16 @@ reply placeholder together); each finish is another. Nothing is held open across
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
 from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models.sql import Query
+from django.db.models.sql import Query, UpdateQuery
 from django.utils import timezone
 
 from companion.compiled import Compiled
@@ -355,17 +357,46 @@ def reply_finish(
     runner's last one is free: the runner started from the database's newest number.
     """
     seq = after_seq + 1
-    updated = Turn.objects.filter(pk=turn_id, status=TurnStatus.STREAMING).update(
+    updated = _finish_statement.rows(
+        turn_id=turn_id,
         content=content,
         status=status,
-        updated_seq=seq,
+        seq=seq,
         finish_reason=finish_reason,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        cost_usd=cost_usd,
+        cost_usd=None if cost_usd is None else Decimal(cost_usd),
         model_name=model_name[:100],
         error_code=error_code,
         error_message=error_message[:500],
-        updated_at=timezone.now(),
+        now=timezone.now(),
     )
     return seq if updated else None
+
+
+def _finish(turn_id: int, seq: int, now: datetime.datetime, **values: Any) -> UpdateQuery:
+    query = cast(
+        UpdateQuery,
+        Turn.objects.filter(pk=turn_id, status=TurnStatus.STREAMING).query.chain(UpdateQuery),
+    )
+    query.add_update_values({**values, "updated_seq": seq, "updated_at": now})
+    return query
+
+
+# Every reply ends here. Text markers are strings no caller sends (they hold a NUL).
+_finish_statement = Compiled(
+    _finish,
+    returning=["id"],
+    turn_id=918_273_651,
+    seq=918_273_652,
+    now=datetime.datetime(2001, 2, 3, 4, 5, 6, 8, tzinfo=datetime.UTC),
+    content="\0content",
+    status="\0status",
+    finish_reason="\0finish",
+    prompt_tokens=918_273_653,
+    completion_tokens=918_273_654,
+    cost_usd=Decimal("0.91827365"),
+    model_name="\0model",
+    error_code="\0code",
+    error_message="\0message",
+)

@@ -1,5 +1,6 @@
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -135,6 +136,7 @@ def test_finishing_stamps_a_seq_past_the_runner_and_records_usage(conversation):
     turn = Turn.objects.get(pk=start.turn_id)
     assert (turn.content, turn.status, turn.updated_seq) == ("Hello!", "complete", seq)
     assert (turn.prompt_tokens, turn.completion_tokens) == (300, 20)
+    assert (turn.finish_reason, turn.cost_usd) == ("stop", Decimal("0.000114"))
     assert conversation_current_seq(conversation_id=conversation.pk) == seq
     # The next allocation continues after the finished reply's number.
     assert send(conversation, "next").events[0]["seq"] == seq + 1
