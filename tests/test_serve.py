@@ -1,5 +1,6 @@
 """`python -m companion.serve` runs daphne's Twisted reactor on uvloop's event loop."""
 
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,32 @@ def test_daphne_runs_on_uvloop():
     # A fresh interpreter: daphne makes its loop once, when `daphne.server` is first imported.
     done = subprocess.run(
         [sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+FROZEN = """
+import gc
+import companion.asgi
+frozen = gc.get_freeze_count()
+live = {id(o) for o in gc.get_objects()}
+assert frozen > 10_000, frozen
+assert id(companion.asgi.application) not in live
+print("ok")
+"""
+
+
+def test_what_the_app_loads_is_kept_out_of_the_collectors_passes():
+    # gc.get_objects() lists only what the collector still walks; the app was frozen out of it.
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "companion.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", FROZEN],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
