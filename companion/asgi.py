@@ -29,4 +29,5 @@ application = ProtocolTypeRouter(
 # passes, which otherwise walk all of Django's objects: under load such a pass stopped the event
 # loop (every stream's next word) for over 100 ms.
 get_resolver().url_patterns  # import the views now rather than on the first request  # noqa: B018
+gc.collect()  # what is garbage already is freed, not frozen
 gc.freeze()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import uuid
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +27,24 @@ from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler, SQLUpdateCompiler
 
 Binder = Callable[[Any, BaseDatabaseWrapper], Any]
+PLANS_ATTRIBUTE = "compiled_plans"
 
 
 def _as_is(value: Any, connection: BaseDatabaseWrapper) -> Any:
     return value
 
 
-def _uuid_hex(value: uuid.UUID, connection: BaseDatabaseWrapper) -> str:
-    return value.hex
+def _uuid(value: Any, connection: BaseDatabaseWrapper) -> uuid.UUID | None:
+    """A UUID however the caller holds it (a URL gives a string), as PostgreSQL takes it."""
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(str(value))
+
+
+def _uuid_hex(value: Any, connection: BaseDatabaseWrapper) -> str | None:
+    """As SQLite stores it (32 hex digits, like Django's UUIDField there)."""
+    native = _uuid(value, connection)
+    return None if native is None else native.hex
 
 
 def _datetime(value: datetime.datetime, connection: BaseDatabaseWrapper) -> Any:
@@ -54,7 +63,7 @@ def _as_type(kind: type[int]) -> Binder:
 def _binders(marker: Any, params: tuple[Any, ...]) -> list[Binder]:
     """The ways the ORM may have turned a value into a parameter, most direct first."""
     if isinstance(marker, uuid.UUID):
-        return [_as_is, _uuid_hex]
+        return [_uuid, _uuid_hex]
     if isinstance(marker, datetime.datetime):
         return [_as_is, _datetime]
     if isinstance(marker, int) and not isinstance(marker, bool):
@@ -76,8 +85,10 @@ class Compiled:
 
     Markers must be values no other parameter of the statement equals (a UUID, a datetime, an
     unusual integer); a marker that cannot be found is an error when the statement is first
-    compiled, not a silently fixed value. `returning` adds a RETURNING clause to an UPDATE
-    (SQLite 3.35+ and PostgreSQL both have it).
+    compiled, not a silently fixed value. Values are bound as given, without the field's own
+    preparation, and a None compared in a WHERE clause matches nothing (`= NULL`): pass what the
+    column holds. `returning` adds a RETURNING clause to an UPDATE (SQLite 3.35+ and PostgreSQL
+    both have it).
     """
 
     def __init__(
@@ -92,16 +103,16 @@ class Compiled:
         self._returning = tuple(returning)
         self._using = using
         self._markers = markers
-        self._plans: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Plan] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """Run the statement with these values for its markers; the rows it returns."""
         connection = connections[self._using]
-        plan = self._plans.get(connection)
+        # Kept on the connection (one per thread), so they go when it goes: a plan's compiler
+        # refers to its connection, and a mapping held here would keep both alive for good.
+        plans: dict[Compiled, _Plan] = connection.__dict__.setdefault(PLANS_ATTRIBUTE, {})
+        plan = plans.get(self)
         if plan is None:
-            plan = self._plans[connection] = self._compile(connection)
+            plan = plans[self] = self._compile(connection)
         params = list(plan.params)
         for index, name, bind in plan.slots:
             params[index] = bind(values[name], connection)

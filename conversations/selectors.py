@@ -39,7 +39,7 @@ def conversation_id_for_user(*, conversation_id: UUID | str, user: Any) -> UUID:
     if not getattr(user, "is_authenticated", False):
         raise Http404("No such conversation.")
     try:
-        rows = _owned_id.rows(conversation_id=UUID(str(conversation_id)), user_id=user.pk)
+        rows = _owned_id.rows(conversation_id=conversation_id, user_id=user.pk)
     except ValueError:
         rows = []
     if not rows:

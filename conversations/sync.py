@@ -66,6 +66,7 @@ _changed = Compiled(
 _streaming = Compiled(
     lambda conversation_id: (
         Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
+        .order_by("seq")
         .values_list("id", "name", "content")[:1]
         .query
     ),

@@ -1,12 +1,15 @@
 """`Compiled` statements give what the ORM gives, with the caller's values, on every database."""
 
 import datetime as dt
+import gc
+import threading
 import uuid
+import weakref
 from typing import cast
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import F
 from django.db.models.sql import Query, UpdateQuery
 from django.test.utils import CaptureQueriesContext
@@ -50,6 +53,8 @@ def test_rows_are_the_orms_for_each_callers_values():
         assert isinstance(got[0][1], uuid.UUID)
         assert isinstance(got[0][3], dt.datetime)
     assert turns.rows(conversation_id=uuid.uuid4()) == []
+    # A UUID given as text (as a URL gives it) binds the same way.
+    assert turns.rows(conversation_id=str(second.pk)) == turns.rows(conversation_id=second.pk)
 
 
 def test_compiled_once_per_connection():
@@ -110,3 +115,22 @@ def test_returning_needs_an_update():
     statement = Compiled(_turns, returning=["id"], conversation_id=CONVERSATION)
     with pytest.raises(ImproperlyConfigured, match="UPDATE"):
         statement.rows(conversation_id=CONVERSATION)
+
+
+def test_a_threads_plans_do_not_outlive_its_connection():
+    # Each thread has its own connection wrapper; its plans are kept on it, so a finished
+    # thread's wrapper (and its open database connection) can be freed.
+    conversation = make_conversation(make_user())
+    seen: list[weakref.ref[object]] = []
+
+    def in_a_thread() -> None:
+        turns.rows(conversation_id=conversation.pk)
+        seen.append(weakref.ref(connections["default"]))
+        connections["default"].close()
+
+    thread = threading.Thread(target=in_a_thread)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert seen
+    assert seen[0]() is None

@@ -159,8 +159,8 @@ def reply_begin_for_message(
 ) -> ReplyStart:
     """Store the user's turn and a reply placeholder, in one transaction. A `client_id` seen
     before returns the stored turn as a duplicate and starts nothing."""
-    # A resend is rare: it is found by the unique `client_id` (or by being refused as busy while
-    # its own reply runs) rather than looked up before every message.
+    # A resend is rare: it is found by the unique `client_id` (or once the message is refused)
+    # rather than looked up before every message.
     try:
         with transaction.atomic():
             first = lock_conversation(
@@ -185,11 +185,11 @@ def reply_begin_for_message(
             user_turn.save(force_insert=True)
             placeholder.parent = user_turn
             placeholder.save(force_insert=True)
-    except ChatActionError as exc:
-        if exc.code == "busy":
-            existing = _sent_before(conversation_id, client_id)
-            if existing is not None:
-                return _duplicate(existing)
+    except ChatActionError:
+        # Refused (busy with its own reply, or too many running): a resend is still a resend.
+        existing = _sent_before(conversation_id, client_id)
+        if existing is not None:
+            return _duplicate(existing)
         raise
     except IntegrityError:
         existing = _sent_before(conversation_id, client_id)

@@ -275,3 +275,16 @@ def test_concurrent_replies_per_user_are_limited(alice, settings):
     with pytest.raises(ChatActionError) as excinfo:
         send(two)
     assert excinfo.value.code == "rate_limited"
+
+
+def test_a_resend_refused_for_other_running_replies_is_still_a_duplicate(alice, settings):
+    settings.CHAT_CONCURRENT_REPLIES_PER_USER = 1
+    character = make_character()
+    one = conversation_create(owner=alice, character=character)
+    two = conversation_create(owner=alice, character=character)
+    client_id = uuid.uuid4()
+    finish(send(one, client_id=client_id))
+    send(two)  # the user's one allowed reply now runs elsewhere
+    again = send(one, client_id=client_id)
+    assert again.duplicate
+    assert Turn.objects.filter(conversation=one, role="user").count() == 1
