@@ -7,7 +7,6 @@ import contextlib
 from typing import Any
 from uuid import UUID
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
@@ -40,15 +39,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             # error or is cancelled: the socket must leave the subscribers either way.
             if hasattr(self, "conversation_id"):
                 await fanout.unsubscribe(self.conversation_id, self)
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale database connections before every message, in a hop to the
-        # database thread. Every query here already runs in `database_sync_to_async`, which
-        # closes them itself around each call: the extra hop per frame bought nothing.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def connect(self) -> None:
         await self.accept()

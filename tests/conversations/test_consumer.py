@@ -340,27 +340,6 @@ async def test_one_whole_reply_makes_a_bounded_number_of_queries(m2her, conversa
     await ws.disconnect()
 
 
-async def test_frames_make_no_hop_to_the_database_thread_of_their_own(
-    m2her, conversation, owner, monkeypatch
-):
-    # Channels' default is a pass over stale connections, on the database thread, before every
-    # message a consumer handles; the queries themselves do that already.
-    hops = []
-
-    async def counted() -> None:
-        hops.append(1)
-
-    monkeypatch.setattr("channels.consumer.aclose_old_connections", counted)
-    ws, _ = await synced(conversation.pk, owner)
-    await send_message(ws, "[[words=3]] hello")
-    events = await collect_until(ws, "reply.completed")
-    assert events[-1]["content"] == "word1 word2 word3"
-    await send(ws, type="nonsense")
-    assert (await receive(ws))["type"] == "error"
-    await ws.disconnect()
-    assert hops == []
-
-
 async def test_anonymous_users_are_refused_with_4401(conversation):
     ws, connected = await open_socket(conversation.pk, user=None)
     assert connected
