@@ -15,19 +15,37 @@ converters.
 from __future__ import annotations
 
 import datetime
+import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
 from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler, SQLUpdateCompiler
 
 Binder = Callable[[Any, BaseDatabaseWrapper], Any]
 PLANS_ATTRIBUTE = "compiled_plans"
+M = TypeVar("M", bound=Model)
+
+
+@functools.cache
+def columns(model: type[Model]) -> tuple[str, ...]:
+    """Every column of `model`, for `values_list(*columns(model))` read back by `instance`."""
+    return tuple(field.attname for field in model._meta.concrete_fields)
+
+
+def instance(model: type[M], values: Iterable[Any]) -> M | None:
+    """The `model` a row's `columns(model)` describe, made as the ORM makes it; None when its
+    primary key is NULL (an outer join found nothing)."""
+    values = list(values)
+    if values[0] is None:
+        return None
+    return model.from_db(DEFAULT_DB_ALIAS, list(columns(model)), values)
 
 
 def _as_is(value: Any, connection: BaseDatabaseWrapper) -> Any:

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model
 
 from characters.models import Character, Lorebook, LorebookEntry, Persona, SampleDialogue, Scene
-from companion.compiled import Compiled
+from companion.compiled import Compiled, M, columns, instance
 from conversations.llm.factory import context_tokens
 from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompts import CharacterSpec, HistoryTurn, PersonaSpec, PromptInput, SceneSpec
 from conversations.tokens import CALL_OVERHEAD_TOKENS
-
-M = TypeVar("M", bound=Model)
 
 # The budget trims far below this; the cap only bounds what one query loads.
 HISTORY_FETCH_LIMIT = 400
@@ -188,19 +185,16 @@ def conversation_for_prompt(*, conversation_id: UUID) -> Conversation:
     conversation.scene = _take(Scene, row)
     Character.lorebook.related.set_cached_value(character, book)
     character.loaded_samples = [  # type: ignore[attr-defined]
-        _take(SampleDialogue, iter(values)) for values in _samples.rows(character_id=character.pk)
+        instance(SampleDialogue, values) for values in _samples.rows(character_id=character.pk)
     ]
     if book is not None:
         book.enabled_entries = [  # type: ignore[attr-defined]
-            _take(LorebookEntry, iter(values)) for values in _entries.rows(lorebook_id=book.pk)
+            instance(LorebookEntry, values) for values in _entries.rows(lorebook_id=book.pk)
         ]
     return conversation
 
 
-def _attnames(model: type[Model]) -> list[str]:
-    return [field.attname for field in model._meta.concrete_fields]
-
-
+# One row holds these models' columns in turn (outer joins give NULLs for a missing one).
 _ROW_MODELS: list[tuple[str, type[Model]]] = [
     ("", Conversation),
     ("character__", Character),
@@ -211,18 +205,14 @@ _ROW_MODELS: list[tuple[str, type[Model]]] = [
 
 
 def _take(model: type[M], row: Iterator[Any]) -> M | None:
-    """The next `model`'s columns of `row` as an instance; None for a missing (outer-joined) one."""
-    names = _attnames(model)
-    values = [next(row) for _ in names]
-    if values[0] is None:
-        return None
-    return model.from_db(DEFAULT_DB_ALIAS, names, values)
+    """The next `model`'s columns of `row` as an instance (or None)."""
+    return instance(model, [next(row) for _ in columns(model)])
 
 
 _prompt_row = Compiled(
     lambda conversation_id: (
         Conversation.objects.filter(pk=conversation_id)
-        .values_list(*(prefix + name for prefix, model in _ROW_MODELS for name in _attnames(model)))
+        .values_list(*(prefix + name for prefix, model in _ROW_MODELS for name in columns(model)))
         .query
     ),
     conversation_id=UUID(int=0x5E8),
@@ -231,7 +221,7 @@ _samples = Compiled(
     lambda character_id: (
         SampleDialogue.objects.filter(character_id=character_id)
         .order_by("position", "id")
-        .values_list(*_attnames(SampleDialogue))
+        .values_list(*columns(SampleDialogue))
         .query
     ),
     character_id=918_273_649,
@@ -240,7 +230,7 @@ _entries = Compiled(
     lambda lorebook_id: (
         _enabled_entries()
         .filter(lorebook_id=lorebook_id)
-        .values_list(*_attnames(LorebookEntry))
+        .values_list(*columns(LorebookEntry))
         .query
     ),
     lorebook_id=918_273_650,

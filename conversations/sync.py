@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS
-
-from companion.compiled import Compiled
+from companion.compiled import Compiled, columns, instance
 from conversations.models import Turn, TurnStatus
 from conversations.services.sequence import conversation_current_seq, conversation_last_seq
 from conversations.wire import WireTurn, turns_to_wire
@@ -29,8 +27,9 @@ class SyncState:
 def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
     """Turns changed after `after_seq` (the newest `SYNC_LIMIT`), oldest first."""
     changed = [
-        Turn.from_db(DEFAULT_DB_ALIAS, _TURN_FIELDS, row)
+        turn
         for row in _changed.rows(conversation_id=conversation_id, after_seq=after_seq)
+        if (turn := instance(Turn, row)) is not None
     ]
     # The newest change is the newest number a turn holds; only without one is it looked up.
     seq = (
@@ -52,12 +51,11 @@ def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
 
 
 # Every socket syncs when it connects: these run once per connection, compiled once.
-_TURN_FIELDS = [field.attname for field in Turn._meta.concrete_fields]
 _changed = Compiled(
     lambda conversation_id, after_seq: (
         Turn.objects.filter(conversation_id=conversation_id, updated_seq__gt=after_seq)
         .order_by("-updated_seq")
-        .values_list(*_TURN_FIELDS)[: SYNC_LIMIT + 1]
+        .values_list(*columns(Turn))[: SYNC_LIMIT + 1]
         .query
     ),
     conversation_id=UUID(int=0x5E3),
