@@ -25,10 +25,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
-from django.db.models.sql import Query
-from django.db.models.sql.compiler import SQLCompiler, SQLUpdateCompiler
+from django.db.models.sql import InsertQuery, Query
+from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler, SQLUpdateCompiler
 
 Binder = Callable[[Any, BaseDatabaseWrapper], Any]
+Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 PLANS_ATTRIBUTE = "compiled_plans"
 M = TypeVar("M", bound=Model)
 
@@ -95,7 +96,9 @@ class _Plan:
     sql: str
     params: tuple[Any, ...]
     slots: tuple[tuple[int, str, Binder], ...]
-    compiler: SQLCompiler | None  # converts result rows; None when none are read back
+    # The ORM's converters of the columns read back, by position (found once: finding them
+    # cost more than running a short statement).
+    converters: tuple[tuple[int, tuple[Converter, ...], Any], ...]
 
 
 class Compiled:
@@ -105,8 +108,8 @@ class Compiled:
     unusual integer); a marker that cannot be found is an error when the statement is first
     compiled, not a silently fixed value. Values are bound as given, without the field's own
     preparation, and a None compared in a WHERE clause matches nothing (`= NULL`): pass what the
-    column holds. `returning` adds a RETURNING clause to an UPDATE (SQLite 3.35+ and PostgreSQL
-    both have it).
+    column holds. `returning` adds a RETURNING clause to an UPDATE or an INSERT of one row
+    (SQLite 3.35+ and PostgreSQL both have it); see `insert_query` for INSERTs.
     """
 
     def __init__(
@@ -119,13 +122,13 @@ class Compiled:
     ) -> None:
         self._build = build
         self._returning = tuple(returning)
-        self._using = using
+        self.using = using
         self._markers = markers
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """Run the statement with these values for its markers; the rows it returns."""
-        connection = connections[self._using]
-        # Kept on the connection (one per thread), so they go when it goes: a plan's compiler
+        connection = connections[self.using]
+        # Kept on the connection (one per thread), so they go when it goes: a plan's converters
         # refers to its connection, and a mapping held here would keep both alive for good.
         plans: dict[Compiled, _Plan] = connection.__dict__.setdefault(PLANS_ATTRIBUTE, {})
         plan = plans.get(self)
@@ -137,17 +140,29 @@ class Compiled:
         with connection.cursor() as cursor:
             cursor.execute(plan.sql, params)
             rows = cursor.fetchall() if cursor.description else []
-        if plan.compiler is not None and rows:
-            return [tuple(row) for row in plan.compiler.results_iter([rows])]
-        return [tuple(row) for row in rows]
+        if not plan.converters:
+            return [tuple(row) for row in rows]
+        converted = []
+        for row in rows:
+            cells = list(row)
+            for position, converters, expression in plan.converters:
+                cell = cells[position]
+                for convert in converters:
+                    cell = convert(cell, expression, connection)
+                cells[position] = cell
+            converted.append(tuple(cells))
+        return converted
 
     def _compile(self, connection: BaseDatabaseWrapper) -> _Plan:
         compiler = self._build(**self._markers).get_compiler(connection=connection)
-        sql, compiled_params = compiler.as_sql()
-        params = tuple(compiled_params)
-        if self._returning:
+        if isinstance(compiler, SQLInsertCompiler):
+            sql, params = self._insert_sql(compiler, connection)
+        else:
+            sql, compiled_params = compiler.as_sql()
+            params = tuple(compiled_params)
+        if self._returning and not isinstance(compiler, SQLInsertCompiler):
             if not isinstance(compiler, SQLUpdateCompiler):
-                raise ImproperlyConfigured("RETURNING is only added to an UPDATE")
+                raise ImproperlyConfigured("RETURNING is only added to an UPDATE or an INSERT")
             names = ", ".join(connection.ops.quote_name(name) for name in self._returning)
             sql = f"{sql} RETURNING {names}"
         slots: list[tuple[int, str, Binder]] = []
@@ -162,5 +177,39 @@ class Compiled:
                 raise ImproperlyConfigured(f"marker {name!r} is not a parameter of: {sql}")
         if len({index for index, _, _ in slots}) != len(slots):
             raise ImproperlyConfigured(f"two markers share a parameter of: {sql}")
-        reads = not self._returning and not isinstance(compiler, SQLUpdateCompiler)
-        return _Plan(sql, params, tuple(slots), compiler if reads else None)
+        reads = not self._returning and not isinstance(
+            compiler, (SQLUpdateCompiler, SQLInsertCompiler)
+        )
+        return _Plan(sql, params, tuple(slots), _converters(compiler) if reads else ())
+
+    def _insert_sql(
+        self, compiler: SQLInsertCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, tuple[Any, ...]]:
+        if self._returning:
+            if not connection.features.can_return_columns_from_insert:
+                raise ImproperlyConfigured(f"{connection.vendor} cannot return inserted columns")
+            meta = compiler.query.get_meta()
+            compiler.returning_fields = [meta.get_field(name) for name in self._returning]
+        statements = compiler.as_sql()
+        if len(statements) != 1 or compiler.returning_params:
+            raise ImproperlyConfigured("a compiled INSERT is one statement of one row")
+        sql, params = statements[0]
+        return sql, tuple(params)
+
+
+def insert_query(model: type[M], values: dict[str, Any]) -> InsertQuery:
+    """The INSERT of one `model` row with these column values (`attname`s, all but the primary
+    key), for `Compiled`. Raw: fields' `pre_save` (auto_now) does not run, the caller's values
+    are the row, so pass timestamps too."""
+    fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk]
+    query = InsertQuery(model)
+    query.insert_values(fields, [model(**values)], raw=True)
+    return query
+
+
+def _converters(compiler: SQLCompiler) -> tuple[tuple[int, tuple[Converter, ...], Any], ...]:
+    fields = [selected[0] for selected in compiler.select[0 : compiler.col_count]]
+    if compiler.has_composite_fields(fields):
+        raise ImproperlyConfigured("a compiled statement cannot read composite fields")
+    found = compiler.get_converters(fields)
+    return tuple((position, tuple(convs), expr) for position, (convs, expr) in found.items())

@@ -86,6 +86,10 @@ class ReplyRunner:
         # Events leave in seq order even when a timer's flush and the reader's overlap.
         self._publishing = asyncio.Lock()
         self._interval = settings.CHAT_FLUSH_INTERVAL_MS / 1000
+        # A delta arriving this close before the next flush is due takes the pending text with
+        # it, and the timer waits as long after: on a steady stream the reader flushes, not a
+        # timer's task per frame, whichever of the two would have woken first.
+        self._slack = self._interval / 4
         self._next_flush = 0.0
         self._first_flush = True
 
@@ -169,7 +173,8 @@ class ReplyRunner:
             log.error("reply %s: a flush failed", self.start.turn_id, exc_info=task.exception())
 
     async def _read(self, messages: Any) -> Completion:
-        """Stream the reply, sending coalesced deltas: the first at once, then one per interval."""
+        """Stream the reply, sending coalesced deltas: the first at once, then about one per
+        interval."""
         loop = asyncio.get_running_loop()
         # Closed here, not by the garbage collector: that frees the HTTP connection (or the local
         # model's worker) at once, and any error in closing is seen.
@@ -178,10 +183,12 @@ class ReplyRunner:
                 if isinstance(item, TextDelta):
                     self._pending.append(item.text)
                     now = time.monotonic()
-                    if now >= self._next_flush:
+                    if now >= self._next_flush - self._slack:
                         await self._flush()
                     elif self._timer is None:
-                        self._timer = loop.call_later(self._next_flush - now, self._flush_on_timer)
+                        self._timer = loop.call_later(
+                            self._next_flush + self._slack - now, self._flush_on_timer
+                        )
                 elif isinstance(item, Completion):
                     return item
         raise LLMError(ErrorCode.TRUNCATED)

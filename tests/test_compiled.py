@@ -5,11 +5,12 @@ import gc
 import threading
 import uuid
 import weakref
+from decimal import Decimal
 from typing import cast
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import F
 from django.db.models.sql import Query, UpdateQuery
 from django.test.utils import CaptureQueriesContext
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from companion.compiled import Compiled
 from conversations.models import Conversation, Turn
+from conversations.services.replies import turn_insert
 from tests.factories import make_conversation, make_turns, make_user
 
 pytestmark = pytest.mark.django_db
@@ -111,10 +113,57 @@ def test_a_marker_that_is_not_a_parameter_is_an_error():
         statement.rows(conversation_id=CONVERSATION, limit=1)
 
 
-def test_returning_needs_an_update():
+def test_returning_needs_an_update_or_an_insert():
     statement = Compiled(_turns, returning=["id"], conversation_id=CONVERSATION)
-    with pytest.raises(ImproperlyConfigured, match="UPDATE"):
+    with pytest.raises(ImproperlyConfigured, match="UPDATE or an INSERT"):
         statement.rows(conversation_id=CONVERSATION)
+
+
+def _columns(turn: Turn) -> dict[str, object]:
+    return {f.attname: getattr(turn, f.attname) for f in Turn._meta.concrete_fields}
+
+
+def test_a_compiled_insert_stores_what_save_stores():
+    conversation = make_conversation(make_user())
+    [parent] = make_turns(conversation, 1)
+    values = {
+        "conversation": conversation,
+        "parent": parent,
+        "role": "assistant",
+        "name": "Mira",
+        "content": "Évening — 你好 \u2028 'quoted'",
+        "status": "failed",
+        "finish_reason": "length",
+        "prompt_tokens": 120,
+        "completion_tokens": 7,
+        "cost_usd": Decimal("0.00012345"),
+        "model_name": "M2-her",
+        "error_code": "timeout",
+        "error_message": "slow",
+        "client_id": uuid.uuid4(),
+        "active": False,
+    }
+    saved = Turn(seq=100, updated_seq=100, **values)
+    saved.save(force_insert=True)
+    inserted = Turn(seq=101, updated_seq=102, **{**values, "client_id": uuid.uuid4()})
+    turn_insert(inserted)
+
+    assert inserted.pk is not None
+    assert inserted.pk != saved.pk
+    assert not inserted._state.adding
+    stored = _columns(Turn.objects.get(pk=inserted.pk))
+    assert stored == _columns(inserted)
+    expected = _columns(Turn.objects.get(pk=saved.pk))
+    differ = {"id", "seq", "updated_seq", "client_id", "created_at", "updated_at"}
+    assert {k: v for k, v in stored.items() if k not in differ} == {
+        k: v for k, v in expected.items() if k not in differ
+    }
+    # Nulls bind too, and the database's constraints still hold.
+    bare = Turn(conversation=conversation, seq=103, updated_seq=103, role="user", name="Sam")
+    turn_insert(bare)
+    assert Turn.objects.get(pk=bare.pk).parent_id is None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        turn_insert(Turn(conversation=conversation, seq=103, updated_seq=103, role="user"))
 
 
 def test_a_threads_plans_do_not_outlive_its_connection():

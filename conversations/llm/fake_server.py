@@ -70,6 +70,7 @@ class FakeM2her:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._ids = 0
+        self.connections = 0  # TCP connections accepted (a reused one counts once)
 
     @property
     def base_url(self) -> str:
@@ -136,6 +137,7 @@ class FakeM2her:
             loop.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)

@@ -19,6 +19,10 @@ from conversations.llm.transport import HttpSettings, Watchdog, transport_error
 
 ERROR_BODY_LIMIT = 64 * 1024
 JSON_BODY_LIMIT = 8 * 1024 * 1024
+# After the last event, how long and how much of the body's end is read so that the connection
+# can be reused. A service sends its end at once; one that dawdles only costs this much.
+DRAIN_SECONDS = 0.1
+DRAIN_LIMIT = 64 * 1024
 
 
 class StreamSession:
@@ -26,6 +30,7 @@ class StreamSession:
 
     __slots__ = (
         "_decoder",
+        "_ended",
         "_next_chunk",
         "_parser",
         "_parts",
@@ -44,6 +49,7 @@ class StreamSession:
         self._think = ThinkStripper()
         self._parts: list[str] = []
         self._next_chunk = body_reader(response)
+        self._ended = False  # no more to read: the body ended, broke, or went silent
         self.finished = False
         # Kept until the first SSE event: a body that never had one may be a mislabelled
         # JSON error (or reply) and is decoded as such at the end.
@@ -119,7 +125,23 @@ class StreamSession:
 
     async def aclose(self) -> None:
         self._watchdog.stop()
+        if self.finished and not self._ended:
+            await self._drain()
         await self._response.aclose()
+
+    async def _drain(self) -> None:
+        """Read the rest of a finished reply's body (usually just the chunked body's last
+        chunk, after `[DONE]`). A response closed before its end closes its connection, and the
+        next reply would pay for a new one (a TLS handshake with a real service)."""
+        size = 0
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while (chunk := await self._next_chunk()) is not None:
+                    size += len(chunk)
+                    if size > DRAIN_LIMIT:
+                        return
+        except (TimeoutError, httpx.HTTPError):
+            return  # the connection is closed with the response instead
 
     async def _read(self) -> bytes | None:
         watchdog = self._watchdog
@@ -129,14 +151,17 @@ class StreamSession:
         except asyncio.CancelledError:
             if watchdog.timed_out():
                 if self._decoder.finish_reason is not None:
+                    self._ended = True
                     return None  # the reply was over; the server just never closed
                 raise LLMError(ErrorCode.TIMEOUT, detail="the stream went silent") from None
             raise
         except httpx.HTTPError as exc:
+            self._ended = True
             if self._decoder.finish_reason is not None:
                 return None
             raise transport_error(exc, started=True) from None
         if chunk is None:
+            self._ended = True
             return None
         watchdog.received()
         return chunk

@@ -413,3 +413,16 @@ async def test_a_misconfigured_backend_is_refused_before_anything_is_stored(
         ("assistant", "*looks up from a book* Oh, hello Sam!", "complete")
     ]
     await ws.disconnect()
+
+
+async def test_deltas_are_coalesced_the_first_at_once(m2her, conversation, owner, settings):
+    settings.CHAT_FLUSH_INTERVAL_MS = 40
+    ws, _ = await synced(conversation.pk, owner)
+    # 40 words at 100 a second: 0.4 s of stream, about ten 40 ms intervals.
+    await send_message(ws, "[[tps=100]][[words=40]] go")
+    events = await collect_until(ws, "reply.completed")
+    deltas = [e["text"] for e in events if e["type"] == "reply.delta"]
+    assert "".join(deltas) == events[-1]["content"]
+    assert deltas[0].count("word") == 1  # the first word is not held back
+    assert 5 <= len(deltas) <= 16  # one frame per ~40 ms, not one per word
+    await ws.disconnect()

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 
@@ -9,8 +10,18 @@ import pytest
 
 from conversations.llm.base import Completion, GenerationParams, TextDelta, Usage
 from conversations.llm.errors import ErrorCode
+from conversations.llm.m2her import m2her_backend
+from conversations.llm.session import DRAIN_SECONDS
 from tests.conversations.llm.conftest import API_KEY
-from tests.conversations.llm.helpers import FAST, MESSAGES, run_stream, user_says
+from tests.conversations.llm.helpers import (
+    CHUNKED_HEAD,
+    FAST,
+    MESSAGES,
+    chunk,
+    run_stream,
+    scripted_server,
+    user_says,
+)
 
 STYLES = ["chat_completions", "chatcompletion_v2", "responses"]
 NO_RETRY = dataclasses.replace(FAST, max_retries=0)
@@ -325,3 +336,39 @@ async def test_usage_and_model_come_from_the_stream(make_backend):
     assert completion.usage.completion_tokens == 5
     assert completion.usage != Usage()
     assert completion.model == "M2-her"
+
+
+@pytest.mark.parametrize("style", STYLES)
+async def test_replies_one_after_another_reuse_one_upstream_connection(make_backend, fake, style):
+    backend = make_backend(style)
+
+    for word in ("one", "two", "three"):
+        _, completion, error = await run_stream(backend, user_says(word))
+        assert error is None
+        assert completion.text == f"You said: {word}"
+
+    # The body's end (after the last event) is read, so the connection goes back to the pool.
+    assert fake.connections == 1
+
+
+async def test_a_body_left_open_after_the_last_event_costs_at_most_the_drain(make_backend):
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi."}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = b"".join(b"data: %s\n\n" % json.dumps(e).encode() for e in events)
+    # The reply is whole, but the chunked body never ends and the connection stays open.
+    server, port = await scripted_server(
+        [(0, CHUNKED_HEAD), (0, chunk(body + b"data: [DONE]\n\n"))], linger=5
+    )
+    backend = m2her_backend(base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, http=FAST)
+    async with server:
+        started = time.monotonic()
+        texts, completion, error = await run_stream(backend, user_says("hello"))
+        elapsed = time.monotonic() - started
+        await backend.aclose()
+
+    assert error is None
+    assert texts == ["Hi."]
+    assert completion.text == "Hi."
+    assert elapsed < DRAIN_SECONDS + 0.5
