@@ -129,7 +129,7 @@ class Compiled:
         """Run the statement with these values for its markers; the rows it returns."""
         connection = connections[self.using]
         # Kept on the connection (one per thread), so they go when it goes: a plan's converters
-        # refers to its connection, and a mapping held here would keep both alive for good.
+        # refer to its connection, and a mapping held here would keep both alive for good.
         plans: dict[Compiled, _Plan] = connection.__dict__.setdefault(PLANS_ATTRIBUTE, {})
         plan = plans.get(self)
         if plan is None:
