@@ -12,6 +12,7 @@ from conversations.llm.base import Completion, GenerationParams, TextDelta, Usag
 from conversations.llm.errors import ErrorCode
 from conversations.llm.m2her import m2her_backend
 from conversations.llm.session import DRAIN_SECONDS
+from conversations.llm.transport import KEEPALIVE_CONNECTIONS
 from tests.conversations.llm.conftest import API_KEY
 from tests.conversations.llm.helpers import (
     CHUNKED_HEAD,
@@ -372,3 +373,23 @@ async def test_a_body_left_open_after_the_last_event_costs_at_most_the_drain(mak
     assert texts == ["Hi."]
     assert completion.text == "Hi."
     assert elapsed < DRAIN_SECONDS + 0.5
+
+
+async def test_after_a_burst_a_bounded_number_of_connections_stay_for_the_next_replies(
+    make_backend, fake
+):
+    backend = make_backend()
+    burst = KEEPALIVE_CONNECTIONS + 10
+    results = await asyncio.gather(
+        *(run_stream(backend, user_says(f"[[tps=50]][[words=5]] {i}")) for i in range(burst))
+    )
+    assert all(error is None for _, _, error in results)
+    assert fake.connections == burst
+
+    _, completion, error = await run_stream(backend, user_says("after"))
+
+    assert error is None
+    assert completion.text == "You said: after"
+    assert fake.connections == burst  # an idle connection was reused
+    pool = backend._clients.get()._transport._pool
+    assert 1 <= len(pool.connections) <= KEEPALIVE_CONNECTIONS
