@@ -125,9 +125,11 @@ class StreamSession:
 
     async def aclose(self) -> None:
         self._watchdog.stop()
-        if self.finished and not self._ended:
-            await self._drain()
-        await self._response.aclose()
+        try:
+            if self.finished and not self._ended:
+                await self._drain()
+        finally:
+            await self._response.aclose()
 
     async def _drain(self) -> None:
         """Read the rest of a finished reply's body (usually just the chunked body's last
