@@ -164,28 +164,31 @@ def turn_insert(turn: Turn) -> None:
 
 
 _TURN_COLUMNS = [f.attname for f in Turn._meta.concrete_fields if f is not Turn._meta.pk]
+# Marker values of a turn's columns for compiled statements: values no caller sends (the text
+# markers hold a NUL).
+_TURN_MARKERS: dict[str, Any] = {
+    "conversation_id": UUID(int=0x5E9),
+    "seq": 918_273_655,
+    "updated_seq": 918_273_656,
+    "parent_id": 918_273_657,
+    "active": True,
+    "role": "\0role",
+    "name": "\0name",
+    "content": "\0content",
+    "status": "\0status",
+    "finish_reason": "\0finish",
+    "prompt_tokens": 918_273_658,
+    "completion_tokens": 918_273_659,
+    "cost_usd": Decimal("0.91827366"),
+    "model_name": "\0model",
+    "error_code": "\0code",
+    "error_message": "\0message",
+    "client_id": UUID(int=0x5EA),
+    "created_at": datetime.datetime(2001, 2, 3, 4, 5, 6, 9, tzinfo=datetime.UTC),
+    "updated_at": datetime.datetime(2001, 2, 3, 4, 5, 6, 10, tzinfo=datetime.UTC),
+}
 _insert_turn = Compiled(
-    lambda **values: insert_query(Turn, values),
-    returning=["id"],
-    conversation_id=UUID(int=0x5E9),
-    seq=918_273_655,
-    updated_seq=918_273_656,
-    parent_id=918_273_657,
-    active=True,
-    role="\0role",
-    name="\0name",
-    content="\0content",
-    status="\0status",
-    finish_reason="\0finish",
-    prompt_tokens=918_273_658,
-    completion_tokens=918_273_659,
-    cost_usd=Decimal("0.91827366"),
-    model_name="\0model",
-    error_code="\0code",
-    error_message="\0message",
-    client_id=UUID(int=0x5EA),
-    created_at=datetime.datetime(2001, 2, 3, 4, 5, 6, 9, tzinfo=datetime.UTC),
-    updated_at=datetime.datetime(2001, 2, 3, 4, 5, 6, 10, tzinfo=datetime.UTC),
+    lambda **values: insert_query(Turn, values), returning=["id"], **_TURN_MARKERS
 )
 
 
@@ -418,20 +421,23 @@ def _finish(turn_id: int, seq: int, now: datetime.datetime, **values: Any) -> Up
     return query
 
 
-# Every reply ends here. Text markers are strings no caller sends (they hold a NUL).
+# Every reply ends here.
+_FINISHED = [
+    "content",
+    "status",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "model_name",
+    "error_code",
+    "error_message",
+]
 _finish_statement = Compiled(
     _finish,
     returning=["id"],
     turn_id=918_273_651,
     seq=918_273_652,
     now=datetime.datetime(2001, 2, 3, 4, 5, 6, 8, tzinfo=datetime.UTC),
-    content="\0content",
-    status="\0status",
-    finish_reason="\0finish",
-    prompt_tokens=918_273_653,
-    completion_tokens=918_273_654,
-    cost_usd=Decimal("0.91827365"),
-    model_name="\0model",
-    error_code="\0code",
-    error_message="\0message",
+    **{name: _TURN_MARKERS[name] for name in _FINISHED},
 )
