@@ -92,6 +92,9 @@ class ReplyRunner:
         self._slack = self._interval / 4
         self._next_flush = 0.0
         self._first_flush = True
+        # The model's last word, kept as soon as it is read: tidying the connection afterwards
+        # (reading the body's end) must not turn a stop pressed meanwhile into a lost reply.
+        self._completion: Completion | None = None
 
     async def run(self) -> None:
         layer = get_channel_layer()
@@ -190,6 +193,7 @@ class ReplyRunner:
                             self._next_flush + self._slack - now, self._flush_on_timer
                         )
                 elif isinstance(item, Completion):
+                    self._completion = item
                     return item
         raise LLMError(ErrorCode.TRUNCATED)
 
@@ -221,6 +225,10 @@ class ReplyRunner:
             except Exception:
                 log.exception("reply %s failed", start.turn_id)
                 error = LLMError(ErrorCode.UPSTREAM_UNAVAILABLE)
+        elif self._completion is not None:
+            # Stopped while the connection was being tidied: the reply was already whole.
+            await _cancel(reader)
+            completion = self._completion
         else:  # stopped
             await _cancel(reader)
         # A timer's flush may still be sending; its failure is logged by `_flush_done`.

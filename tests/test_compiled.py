@@ -183,3 +183,12 @@ def test_a_threads_plans_do_not_outlive_its_connection():
     gc.collect()
     assert seen
     assert seen[0]() is None
+
+
+def test_a_compiled_insert_refuses_an_unsaved_parent_as_save_does():
+    conversation = make_conversation(make_user())
+    unsaved = Turn(conversation=conversation, seq=1, updated_seq=1, role="user", name="Sam")
+    child = Turn(conversation=conversation, seq=2, updated_seq=2, role="assistant", parent=unsaved)
+    with pytest.raises(ValueError, match="unsaved"):
+        turn_insert(child)
+    assert not Turn.objects.filter(seq=2, conversation=conversation).exists()

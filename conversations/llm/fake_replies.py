@@ -31,6 +31,7 @@ FAULTS: dict[str, str] = {
     "stall": "wait N seconds after the first delta",
     "end": "how a chat stream ends: usage_chunk, final_frame, bare",
     "done": "add `data: [DONE]`",
+    "linger": "keep the body open N seconds after the last event (default 1)",
     "no_finish": "end the stream cleanly without any finish reason",
     "length": "finish_reason length",
     "think": "open the reply with a <think> block split across deltas",

@@ -123,6 +123,7 @@ def chat_script(style: str, scenario: Scenario, body: dict[str, Any], rid: str) 
         yield ("frame", sse(chat_whole(rid, model, "".join(deltas), finish, usage, **flags)))
     if scenario.has("done"):
         yield ("frame", b"data: [DONE]\n\n")
+    yield from _linger(scenario)
 
 
 def responses_script(scenario: Scenario, body: dict[str, Any], rid: str) -> Iterator[Step]:
@@ -171,6 +172,12 @@ def responses_script(scenario: Scenario, body: dict[str, Any], rid: str) -> Iter
     yield ("frame", event(terminal, response=final))
     if scenario.has("done"):
         yield ("frame", b"data: [DONE]\n\n")
+    yield from _linger(scenario)
+
+
+def _linger(scenario: Scenario) -> Iterator[Step]:
+    if scenario.has("linger"):
+        yield ("sleep", scenario.number("linger", 1.0))
 
 
 def _cut_here(scenario: Scenario, index: int, total: int) -> bool:

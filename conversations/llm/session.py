@@ -125,8 +125,10 @@ class StreamSession:
 
     async def aclose(self) -> None:
         self._watchdog.stop()
+        drain = self.finished and not self._ended
+        self._ended = True  # closed: a second call has nothing left to read
         try:
-            if self.finished and not self._ended:
+            if drain:
                 await self._drain()
         finally:
             await self._response.aclose()

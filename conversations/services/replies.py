@@ -155,7 +155,11 @@ def new_placeholder(conversation: Conversation, *, parent: Turn | None, seq: int
 
 
 def turn_insert(turn: Turn) -> None:
-    """`turn.save(force_insert=True)` for the turns of every message, as one compiled INSERT."""
+    """`turn.save(force_insert=True)` for the turns of every message, as one compiled INSERT
+    (no model signals are sent; none are connected to turns)."""
+    # As `save` does: an unsaved related turn or conversation is an error, not a NULL.
+    # (`save`'s own step; django-stubs does not declare it.)
+    turn._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
     turn.created_at = turn.updated_at = timezone.now()
     values = {name: getattr(turn, name) for name in _TURN_COLUMNS}
     turn.pk = _insert_turn.rows(**values)[0][0]

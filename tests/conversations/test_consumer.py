@@ -426,3 +426,21 @@ async def test_deltas_are_coalesced_the_first_at_once(m2her, conversation, owner
     assert deltas[0].count("word") == 1  # the first word is not held back
     assert 5 <= len(deltas) <= 16  # one frame per ~40 ms, not one per word
     await ws.disconnect()
+
+
+async def test_a_stop_while_the_finished_reply_tidies_its_connection_keeps_it_whole(
+    m2her, conversation, owner
+):
+    ws, _ = await synced(conversation.pk, owner)
+    # The whole reply and `[DONE]` come at once, then the body stays open: the runner has the
+    # reply while it spends up to DRAIN_SECONDS reading for the body's end. Stop lands there.
+    await send_message(ws, "[[done]][[linger=2]] all of it")
+    await collect_until(ws, "reply.delta")
+    await send(ws, type="reply.stop")
+    events = await collect_until(ws, "reply.completed", "reply.stopped")
+
+    assert events[-1]["type"] == "reply.completed"
+    assert events[-1]["content"] == "You said: all of it"
+    stored = await turn(events[-1]["turn_id"])
+    assert (stored.status, stored.content) == ("complete", "You said: all of it")
+    await ws.disconnect()

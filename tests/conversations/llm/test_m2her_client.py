@@ -359,20 +359,25 @@ async def test_a_body_left_open_after_the_last_event_costs_at_most_the_drain(mak
     ]
     body = b"".join(b"data: %s\n\n" % json.dumps(e).encode() for e in events)
     # The reply is whole, but the chunked body never ends and the connection stays open.
+    accepted: list[object] = []
     server, port = await scripted_server(
-        [(0, CHUNKED_HEAD), (0, chunk(body + b"data: [DONE]\n\n"))], linger=5
+        [(0, CHUNKED_HEAD), (0, chunk(body + b"data: [DONE]\n\n"))], linger=5, accepted=accepted
     )
     backend = m2her_backend(base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, http=FAST)
     async with server:
         started = time.monotonic()
         texts, completion, error = await run_stream(backend, user_says("hello"))
         elapsed = time.monotonic() - started
+        again = await run_stream(backend, user_says("again"))
         await backend.aclose()
 
     assert error is None
     assert texts == ["Hi."]
     assert completion.text == "Hi."
     assert elapsed < DRAIN_SECONDS + 0.5
+    # The unfinished body's connection was closed, not handed to the next reply.
+    assert again[1].text == "Hi."
+    assert len(accepted) == 2
 
 
 async def test_after_a_burst_a_bounded_number_of_connections_stay_for_the_next_replies(
@@ -381,7 +386,8 @@ async def test_after_a_burst_a_bounded_number_of_connections_stay_for_the_next_r
     backend = make_backend()
     burst = KEEPALIVE_CONNECTIONS + 10
     results = await asyncio.gather(
-        *(run_stream(backend, user_says(f"[[tps=50]][[words=5]] {i}")) for i in range(burst))
+        # Half a second each: all are open at once, so none can reuse another's connection.
+        *(run_stream(backend, user_says(f"[[tps=20]][[words=10]] {i}")) for i in range(burst))
     )
     assert all(error is None for _, _, error in results)
     assert fake.connections == burst
