@@ -202,6 +202,10 @@ def insert_query(model: type[M], values: dict[str, Any]) -> InsertQuery:
     key), for `Compiled`. Raw: fields' `pre_save` (auto_now) does not run, the caller's values
     are the row, so pass timestamps too."""
     fields = [f for f in model._meta.concrete_fields if f is not model._meta.pk]
+    # A column left out would be compiled in with its default, the same for every row.
+    missing = {f.attname for f in fields} - set(values)
+    if missing:
+        raise ImproperlyConfigured(f"no marker for {sorted(missing)} of {model.__name__}")
     query = InsertQuery(model)
     query.insert_values(fields, [model(**values)], raw=True)
     return query

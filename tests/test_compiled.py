@@ -16,7 +16,7 @@ from django.db.models.sql import Query, UpdateQuery
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from companion.compiled import Compiled
+from companion.compiled import Compiled, insert_query
 from conversations.models import Conversation, Turn
 from conversations.services.replies import turn_insert
 from tests.factories import make_conversation, make_turns, make_user
@@ -192,3 +192,15 @@ def test_a_compiled_insert_refuses_an_unsaved_parent_as_save_does():
     with pytest.raises(ValueError, match="unsaved"):
         turn_insert(child)
     assert not Turn.objects.filter(seq=2, conversation=conversation).exists()
+
+
+def test_an_insert_without_a_marker_for_every_column_is_an_error():
+    # A column left out would be compiled in with its default value for every row.
+    statement = Compiled(
+        lambda **values: insert_query(Turn, values),
+        returning=["id"],
+        conversation_id=CONVERSATION,
+        seq=987_654_322,
+    )
+    with pytest.raises(ImproperlyConfigured, match="updated_seq"):
+        statement.rows(conversation_id=CONVERSATION, seq=1)

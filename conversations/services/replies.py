@@ -161,15 +161,14 @@ def turn_insert(turn: Turn) -> None:
     # (`save`'s own step; django-stubs does not declare it.)
     turn._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
     turn.created_at = turn.updated_at = timezone.now()
-    values = {name: getattr(turn, name) for name in _TURN_COLUMNS}
+    values = {name: getattr(turn, name) for name in _TURN_MARKERS}
     turn.pk = _insert_turn.rows(**values)[0][0]
     turn._state.adding = False
     turn._state.db = _insert_turn.using
 
 
-_TURN_COLUMNS = [f.attname for f in Turn._meta.concrete_fields if f is not Turn._meta.pk]
-# Marker values of a turn's columns for compiled statements: values no caller sends (the text
-# markers hold a NUL).
+# Marker values of a turn's columns (all but `id`) for compiled statements: values no caller
+# sends (the text markers hold a NUL).
 _TURN_MARKERS: dict[str, Any] = {
     "conversation_id": UUID(int=0x5E9),
     "seq": 918_273_655,
