@@ -135,6 +135,17 @@ def cost_split(results: dict[str, Any]) -> dict[str, float] | None:
     }
 
 
+def _machine(results: dict[str, Any]) -> list[str]:
+    reference = results.get("machine", {}).get("reference_ms")
+    if reference is None:
+        return []
+    return [
+        f"Machine speed: {reference} ms for `bench/reference.py` on the server's core (a fixed "
+        "pure-Python workload; lower is faster). Compare runs from different machines through it.",
+        "",
+    ]
+
+
 def write_report(results: dict[str, Any], folder: Path) -> None:
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     (folder / "latest.json").write_text(json.dumps(results, indent=2))
@@ -145,6 +156,7 @@ def write_report(results: dict[str, Any], folder: Path) -> None:
         f"({results['settings']['tps']:.0f} tokens/s, {results['settings']['words']} tokens a reply) "
         "and the load clients pinned to core 1.",
         "",
+        *_machine(results),
         "| measure | result | target | met |",
         "|---|---|---|---|",
     ]

@@ -286,7 +286,11 @@ def main() -> None:
     )
     results: dict[str, Any] = {
         "settings": {k: v for k, v in vars(args).items()},
-        "machine": {"cores": os.cpu_count()},
+        # Timed on the server's core before daphne starts, while it is quiet.
+        "machine": {
+            "cores": os.cpu_count(),
+            **run_json("bench.reference", env, str(SERVER_CORE)),
+        },
     }
     bench = Bench(args, env, data)
     bench.fake = fake
