@@ -5,6 +5,10 @@
 `{{pick:a,b}}` (stable for a given seed), `{{roll:N}}`/`{{roll:dN}}`, `{{reverse:a}}`; and
 `{{// …}}`, `{{hidden_key:…}}` and `{{comment:…}}` are removed. Unknown macros are left as
 they are. Inner macros expand first, so `{{random:{{char}},{{user}}}}` works.
+
+What a macro stands for (a name, `{{original}}`, a reversed text) is put in as it is and never
+scanned for macros again: a persona named `{{user}}{{user}}` would otherwise double with every
+pass, and a few such names made gigabytes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,25 @@ _COMMENT = re.compile(r"\{\{//.*?\}\}", re.DOTALL)
 _MACRO = re.compile(r"\{\{([^{}]*)\}\}")
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _ROLL = re.compile(r"d?(\d{1,7})", re.IGNORECASE)
+# Stands in for a literal while passes run: no braces, and NUL is taken out of the text first
+# (no card or name may hold one; PostgreSQL cannot store it).
+_LITERAL = re.compile("\x00(\\d+)\x00")
+
+
+class _Literals:
+    """Values put into the text that later passes must leave alone."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def add(self, value: str) -> str:
+        self.values.append(value.replace("\x00", ""))
+        return f"\x00{len(self.values) - 1}\x00"
+
+    def resolve(self, text: str) -> str:
+        if "\x00" not in text:
+            return text
+        return _LITERAL.sub(lambda match: self.values[int(match.group(1))], text)
 
 
 def _options(argument: str) -> list[str]:
@@ -44,10 +67,9 @@ def _stable_choice(options: list[str], key: str) -> str:
 
 
 def _replacer(
-    *, char: str, user: str, original: str, seed: str, keep_comments: bool
+    *, plain: dict[str, str], literals: _Literals, seed: str, keep_comments: bool
 ) -> Callable[[re.Match[str]], str]:
     picks: Counter[str] = Counter()
-    plain = {"char": char, "user": user, "original": original}
 
     def replace(match: re.Match[str]) -> str:
         body = match.group(1)
@@ -65,7 +87,7 @@ def _replacer(
         if name == "roll":
             return _roll(argument, match.group(0))
         if name == "reverse":
-            return argument[::-1]
+            return literals.add(literals.resolve(argument)[::-1])
         if name == "hidden_key":
             return ""
         if name == "comment":
@@ -92,24 +114,26 @@ def expand(
     """
     if "{" not in text and "<" not in text:
         return text
-    text = _CHAR.sub(lambda _m: char, text)
-    text = _USER.sub(lambda _m: user, text)
-    if "{{" not in text:
-        return text
-    replace = _replacer(
-        char=char,
-        user=user,
-        original=original,
-        seed=text if seed is None else seed,
-        keep_comments=keep_comments,
-    )
-    text = _COMMENT.sub("", text)
-    for _ in range(MAX_PASSES):
-        expanded = _MACRO.sub(replace, text)
-        if expanded == text:
-            break
-        text = expanded
-    return text
+    literals = _Literals()
+    plain = {"char": literals.add(char), "user": literals.add(user)}
+    plain["original"] = literals.add(original)
+    text = text.replace("\x00", "")
+    text = _CHAR.sub(lambda _m: plain["char"], text)
+    text = _USER.sub(lambda _m: plain["user"], text)
+    if "{{" in text:
+        replace = _replacer(
+            plain=plain,
+            literals=literals,
+            seed=text if seed is None else seed,
+            keep_comments=keep_comments,
+        )
+        text = _COMMENT.sub("", text)
+        for _ in range(MAX_PASSES):
+            expanded = _MACRO.sub(replace, text)
+            if expanded == text:
+                break
+            text = expanded
+    return literals.resolve(text)
 
 
 def strip_comments(text: str) -> str:

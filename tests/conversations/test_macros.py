@@ -90,3 +90,28 @@ def test_existing_callers_keep_working_without_new_arguments():
 
 def test_strip_comments_leaves_hidden_keys_for_lore_scanning():
     assert strip_comments("a{{// no}}b{{hidden_key:dragon}}") == "ab{{hidden_key:dragon}}"
+
+
+@pytest.mark.parametrize(
+    ("text", "char", "user", "expected"),
+    [
+        ("Hi {{user}}", "Aria", "{{user}}" * 12, "Hi " + "{{user}}" * 12),
+        (
+            "<USER> and {{char}}",
+            "{{char}}{{user}}",
+            "<user>{{char}}",
+            "<user>{{char}} and {{char}}{{user}}",
+        ),
+        ("{{reverse:{{user}}}}", "A", "}}resu{{", "{{user}}"),
+        ("{{random:{{char}}}}", "{{char}}" * 5, "S", "{{char}}" * 5),
+        ("{{original}}", "A", "S", ""),
+    ],
+)
+def test_what_a_macro_stands_for_is_never_expanded_again(text, char, user, expected):
+    # Expanded again, a name holding its own macro doubles with every pass (12 copies made
+    # gigabytes); it is shown as written instead.
+    assert expand(text, char=char, user=user) == expected
+
+
+def test_nul_characters_are_dropped_and_cannot_forge_a_value():
+    assert _x("a\x000\x00b {{user}}") == "a0b Sam"

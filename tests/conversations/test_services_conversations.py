@@ -68,6 +68,19 @@ def test_nickname_stands_in_for_char_in_greetings(alice):
     assert turns_of(conversation)[0][3:] == ("Arianna", "I'm Ari.")
 
 
+def test_names_holding_macros_are_shown_as_written(alice, bob):
+    # Each pass used to expand the macros a name brought in: four copies grew to 65,536.
+    persona = make_persona(alice, name="{{user}}" * 4)
+    character = make_character(
+        bob, name="Aria", nickname="{{char}}" * 4, greeting="{{char}} greets {{user}}."
+    )
+
+    conversation = conversation_create(owner=alice, character=character, persona=persona)
+
+    greeting = Turn.objects.get(conversation=conversation).content
+    assert greeting == "{{char}}" * 4 + " greets " + "{{user}}" * 4 + "."
+
+
 def test_character_without_greeting_starts_empty(alice):
     character = make_character(alice, greeting="")
 
