@@ -45,6 +45,14 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     if isinstance(message, DeleteTurn):
         await _apply(branches.turn_delete, conversation_id, turn_id=message.turn_id)
         return
+    if isinstance(message, EditTurn) and await database_sync_to_async(branches.turn_is_reply)(
+        conversation_id=conversation_id, turn_id=message.turn_id
+    ):
+        # A reply's text is replaced in place: no model is asked, so no model limits apply.
+        await _apply(
+            branches.turn_edit_reply, conversation_id, turn_id=message.turn_id, text=message.text
+        )
+        return
     try:
         backend = get_backend()
     except ImproperlyConfigured:
@@ -67,16 +75,6 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     elif isinstance(message, ContinueReply):
         start = await database_sync_to_async(replies.reply_begin_continue)(**ids)
     elif isinstance(message, EditTurn):
-        if await database_sync_to_async(branches.turn_is_reply)(
-            conversation_id=conversation_id, turn_id=message.turn_id
-        ):
-            await _apply(
-                branches.turn_edit_reply,
-                conversation_id,
-                turn_id=message.turn_id,
-                text=message.text,
-            )
-            return
         start = await database_sync_to_async(replies.reply_begin_edit)(
             **ids, turn_id=message.turn_id, text=message.text
         )

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -44,7 +44,10 @@ def conversation_detail(request: HttpRequest, conversation_id: UUID) -> HttpResp
     conversation = conversation_get_for_user(conversation_id=conversation_id, user=request.user)
     # Read before the turns: the client syncs from here, so a change in between is sent again
     # rather than missed.
-    last_seq = conversation_current_seq(conversation_id=conversation.pk)
+    try:
+        last_seq = conversation_current_seq(conversation_id=conversation.pk)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation.") from None  # deleted a moment ago
     page = turn_page_for_conversation(conversation=conversation, limit=CHAT_PAGE_TURNS)
     context = {
         "conversation": conversation,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 
 from conversations import actions, fanout, streaming
+from conversations.models import Conversation
 from conversations.protocol import ProtocolError, Sync, parse_client_message
 from conversations.selectors import conversation_id_for_user
 from conversations.services.replies import ChatActionError
@@ -19,12 +21,15 @@ from conversations.sync import SyncState, sync_state
 
 SNAPSHOT_TIMEOUT = 2.0
 
+log = logging.getLogger(__name__)
+
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     conversation_id: UUID
     user_id: int
-    # Highest seq sent to this client; None until its first sync (earlier events are covered by it).
-    sent_seq: int | None = None
+    # Highest seq sent to this client: from connecting it gets every new event; a `sync` then
+    # moves this to the state it answers with.
+    sent_seq = 0
     # While a sync is being answered, events wait here and follow the `sync.state` in order.
     syncing = False
     pending_sync: SyncState | None = None
@@ -79,16 +84,33 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 )
         except (ProtocolError, ChatActionError) as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
+        except Conversation.DoesNotExist:
+            await self.close(code=4404)  # deleted while this socket was open
+        except Exception:
+            # The socket stays usable, and the client is told; the log has the details.
+            log.exception("a frame on conversation %s failed", self.conversation_id)
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "server_error",
+                    "message": "Something went wrong on the server. Try again.",
+                }
+            )
 
     async def deliver(self, seq: int, text: str) -> None:
         """An event for this conversation (called by `fanout`, from the task that made it)."""
         if self.syncing:
             self.buffered.append((seq, text))
-        elif self.sent_seq is not None and seq > self.sent_seq:
+        elif seq > self.sent_seq:
             self.sent_seq = seq
             await self.send(text_data=text)
 
     async def _begin_sync(self, after_seq: int) -> None:
+        if self.snapshot_timer is not None:
+            # A sync already waits for a snapshot; this one takes its place (the earlier
+            # timer would otherwise end this one early).
+            self.snapshot_timer.cancel()
+            self.snapshot_timer = None
         self.syncing = True
         try:
             state = await database_sync_to_async(sync_state)(

@@ -9,7 +9,11 @@ from uuid import UUID
 
 from django.conf import settings
 
+from conversations.text import is_storable
+
 MAX_FRAME_BYTES = 64 * 1024
+# The largest number a database column here holds; a larger `after_seq` means "after everything".
+MAX_SEQ = 2**63 - 1
 
 
 class ProtocolError(Exception):
@@ -94,6 +98,10 @@ def _text(frame: dict[str, Any]) -> str:
         raise ProtocolError(
             "too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
         )
+    if not is_storable(text):
+        raise ProtocolError(
+            "bad_frame", "`text` holds a NUL character or an unpaired surrogate escape."
+        )
     return text
 
 
@@ -134,5 +142,5 @@ def parse_client_message(raw: str | None) -> ClientMessage:
     if kind == "turn.delete":
         return DeleteTurn(turn_id=_int(frame, "turn_id", minimum=1))
     if kind == "sync":
-        return Sync(after_seq=_int(frame, "after_seq"))
+        return Sync(after_seq=min(_int(frame, "after_seq"), MAX_SEQ))
     raise ProtocolError("bad_frame", "Unknown message type.")

@@ -25,7 +25,8 @@ from conversations.llm.errors import ErrorCode, LLMError
 from conversations.llm.factory import reply_cost
 from conversations.models import TurnStatus
 from conversations.prompts import build_prompt
-from conversations.services.replies import ReplyStart, reply_finish
+from conversations.services.replies import ReplyStart, reply_finish, reply_keep_alive
+from conversations.text import storable
 from conversations.tokens import default_estimator
 from conversations.wire import event
 
@@ -77,7 +78,11 @@ class ReplyRunner:
         self.backend = backend
         self.task: asyncio.Task[None] | None = None
         self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
-        self.sent = start.prefix  # the text clients have been sent, with `self.seq`
+        self.sent = start.prefix  # the text clients have been sent
+        # The seq of the last event that changed `sent`. A snapshot carries this one, not
+        # `self.seq`: once the outcome is stored `self.seq` is the outcome's number, and a tab
+        # given the streamed text with that number would drop the outcome's event as old.
+        self.sent_seq = self.seq
         self._pending: list[str] = []
         # Made here, so a stop that comes before the model's first delta is not missed.
         self._stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -101,6 +106,7 @@ class ReplyRunner:
         control = await layer.new_channel("reply.")
         await layer.group_add(control_group(self.start.conversation_id), control)
         listener = asyncio.create_task(self._listen(control))
+        keep_alive = asyncio.create_task(self._keep_alive())
         try:
             await self._generate()
         except Exception:
@@ -113,7 +119,20 @@ class ReplyRunner:
             )
         finally:
             listener.cancel()
+            keep_alive.cancel()
             await layer.group_discard(control_group(self.start.conversation_id), control)
+
+    async def _keep_alive(self) -> None:
+        """A reply outliving `CHAT_REPLY_STALE_SECONDS` must not be taken for a dead one (the
+        next message would fail it and start a second reply): its turn is touched a few times
+        per that period. Most replies end before the first touch, at no cost."""
+        interval = settings.CHAT_REPLY_STALE_SECONDS / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await database_sync_to_async(reply_keep_alive)(turn_id=self.start.turn_id)
+            except Exception:
+                log.exception("reply %s: could not mark it alive", self.start.turn_id)
 
     def stop(self) -> None:
         if not self._stop.done():
@@ -126,24 +145,27 @@ class ReplyRunner:
             if message.get("type") == "reply.stop":
                 self.stop()
             elif message.get("type") == "reply.snapshot":
-                await layer.send(
-                    message["reply_channel"],
-                    {
-                        "type": "reply.snapshot",
-                        "turn_id": self.start.turn_id,
-                        "name": self.start.speaker,
-                        "content": self.sent,
-                        "seq": self.seq,
-                    },
-                )
+                await layer.send(message["reply_channel"], self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The reply's text so far, for a tab that syncs while it is written."""
+        return {
+            "type": "reply.snapshot",
+            "turn_id": self.start.turn_id,
+            "name": self.start.speaker,
+            "content": self.sent,
+            "seq": self.sent_seq,
+        }
 
     async def _emit(self, kind: str, **fields: Any) -> None:
         async with self._publishing:
             await self._publish_next(kind, **fields)
 
     async def _publish_next(self, kind: str, **fields: Any) -> None:
-        """Number and publish one event; the caller holds `_publishing`."""
+        """Number and publish one event of the reply's text; the caller holds `_publishing`."""
         self.seq += 1
+        # Before publishing, which may yield to a snapshot request: `sent` already holds it.
+        self.sent_seq = self.seq
         await publish(self.start.conversation_id, [event(kind, self.seq, **fields)])
 
     async def _flush(self) -> None:
@@ -184,7 +206,7 @@ class ReplyRunner:
         async with contextlib.aclosing(self.backend.stream(messages, self.start.params)) as stream:
             async for item in stream:
                 if isinstance(item, TextDelta):
-                    self._pending.append(item.text)
+                    self._pending.append(storable(item.text))
                     now = time.monotonic()
                     if now >= self._next_flush - self._slack:
                         await self._flush()
@@ -244,7 +266,8 @@ class ReplyRunner:
     async def _complete(self, completion: Completion, estimated_prompt_tokens: int) -> None:
         start = self.start
         # The backend's full text is authoritative; the deltas were its pieces.
-        content = start.prefix + _joiner(start.prefix, completion.text) + completion.text
+        text = storable(completion.text)
+        content = start.prefix + _joiner(start.prefix, text) + text
         usage = completion.usage
         if usage.prompt_tokens:
             default_estimator.learn(

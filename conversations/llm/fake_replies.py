@@ -41,6 +41,7 @@ FAULTS: dict[str, str] = {
     "fail": "apply the other faults only to the first N requests with this message",
     "words": "reply with N numbered words",
     "tps": "tokens per second for this reply",
+    "unstorable": "the reply holds a NUL and an unpaired surrogate (sent as JSON escapes)",
 }
 THINK_DELTAS = ("<thi", "nk>Let me consider", " the question.</th", "ink>\n\n")
 # style -> fault -> (HTTP status, error type, message)
@@ -94,6 +95,8 @@ def parse_scenario(body: dict[str, Any], header: str = "") -> Scenario:
 
 
 def reply_deltas(scenario: Scenario) -> list[str]:
+    if scenario.has("unstorable"):
+        return ["Hi ", "\x00there", " \ud83d", " friend"]
     words = int(scenario.number("words", 0))
     if words > 0:
         text = " ".join(f"word{i}" for i in range(1, words + 1))

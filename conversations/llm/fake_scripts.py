@@ -26,7 +26,11 @@ _MARK = "\u0000delta\u0000"
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # an unpaired surrogate: only a JSON escape can carry it
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def sse(obj: Any, event: str = "") -> bytes:

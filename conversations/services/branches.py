@@ -49,6 +49,8 @@ def turn_select_candidate(
             raise ChatActionError("not_found", "There is no such candidate.")
         chosen = candidates[index - 1]
         if chosen.pk == current.pk:
+            # Nothing changes: the seq taken above is given back, or clients would see a gap.
+            transaction.set_rollback(True)
             return []
         hidden = hide_after(conversation_id=conversation_id, seq=current.seq, at_seq=first)
         branch = [chosen]

@@ -376,6 +376,12 @@ def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text:
     )
 
 
+def reply_keep_alive(*, turn_id: int) -> None:
+    """Mark a reply as still being written: a reply whose turn has not changed for
+    `CHAT_REPLY_STALE_SECONDS` is taken for one whose process died."""
+    Turn.objects.filter(pk=turn_id, status=TurnStatus.STREAMING).update(updated_at=timezone.now())
+
+
 def reply_finish(
     *,
     turn_id: int,

@@ -78,7 +78,9 @@ def conversation_last_seq(*, conversation_id: UUID) -> int:
 def conversation_current_seq(*, conversation_id: UUID) -> int:
     """The newest sequence number a client can have seen from the database."""
     rows = _current_seq.rows(conversation_id=conversation_id)
-    return int(max(rows[0])) if rows else 0
+    if not rows:
+        raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
+    return int(max(rows[0]))
 
 
 _last_seq = Compiled(

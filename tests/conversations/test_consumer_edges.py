@@ -1,0 +1,196 @@
+"""The live chat at its edges: text a database cannot store, a deleted conversation, numbers
+out of range, clients that skip `sync`, replies that outlive the stale limit."""
+
+import asyncio
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+
+from conversations import streaming
+from conversations.llm.factory import get_backend
+from conversations.models import Turn
+from conversations.services.conversations import conversation_create, conversation_delete
+from conversations.services.replies import reply_begin_for_message
+from tests.conversations.chat_helpers import (
+    collect_until,
+    open_socket,
+    receive,
+    send,
+    send_message,
+    synced,
+)
+from tests.factories import make_character, make_persona, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def owner(db):
+    return make_user("owner")
+
+
+@pytest.fixture
+def conversation(owner):
+    character = make_character(name="Aria")
+    persona = make_persona(owner, name="Sam")
+    return conversation_create(owner=owner, character=character, persona=persona)
+
+
+@database_sync_to_async
+def stored(conversation):
+    return list(
+        Turn.objects.filter(conversation=conversation)
+        .order_by("seq")
+        .values_list("role", "content", "status")
+    )
+
+
+async def test_a_reply_holding_text_no_database_stores_is_cleaned_and_saved(
+    m2her, conversation, owner
+):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[unstorable]] say something odd")
+    events = await collect_until(ws, "reply.completed", "reply.failed")
+    assert events[-1]["type"] == "reply.completed"
+    streamed = "".join(e["text"] for e in events if e["type"] == "reply.delta")
+    assert streamed == events[-1]["content"] == "Hi there \ufffd friend"
+    assert (await stored(conversation))[-1] == ("assistant", "Hi there \ufffd friend", "complete")
+    # Nothing is left "streaming": the next message is answered.
+    await send_message(ws, "hello again")
+    assert (await collect_until(ws, "reply.completed"))[-1]["content"] == "You said: hello again"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("text", ["hello\x00there", "hi \ud800 there"])
+async def test_a_message_no_database_stores_is_refused_and_the_socket_stays(
+    m2her, conversation, owner, text
+):
+    ws, _ = await synced(conversation.pk, owner)
+    before = await stored(conversation)
+    # JSON carries both as escapes (`\u0000`, `\ud800`).
+    await send(ws, type="message.send", client_id=str(uuid.uuid4()), text=text)
+    error = await receive(ws)
+    assert (error["type"], error["code"]) == ("error", "bad_frame")
+    assert await stored(conversation) == before
+    await send_message(ws, "plain")
+    assert (await collect_until(ws, "reply.completed"))[-1]["content"] == "You said: plain"
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "message.send", "client_id": str(uuid.uuid4()), "text": "anyone there?"},
+        {"type": "turn.delete", "turn_id": 1},
+        {"type": "reply.select", "turn_id": 1, "index": 1},
+        {"type": "sync", "after_seq": 0},
+    ],
+)
+async def test_a_socket_on_a_deleted_conversation_is_closed_as_not_found(
+    m2her, conversation, owner, frame
+):
+    ws, _ = await synced(conversation.pk, owner)
+    await database_sync_to_async(conversation_delete)(owner=owner, conversation=conversation)
+    await send(ws, **frame)
+    output = await ws.receive_output(timeout=3)
+    if output["type"] == "websocket.send":  # answered before the close (a sync finds nothing)
+        output = await ws.receive_output(timeout=3)
+    assert output == {"type": "websocket.close", "code": 4404}
+
+
+async def test_a_client_that_never_syncs_still_gets_the_events(m2her, conversation, owner):
+    ws, connected = await open_socket(conversation.pk, owner)
+    assert connected
+    client_id = await send_message(ws, "Hello")
+    events = await collect_until(ws, "reply.completed")
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["turn.created", "turn.created", "reply.started"]
+    assert events[0]["turn"]["client_id"] == client_id
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    await ws.disconnect()
+
+
+async def test_a_sync_after_any_number_is_answered(m2her, conversation, owner):
+    ws, first = await synced(conversation.pk, owner)
+    for after_seq in (2**63, 10**30):
+        await send(ws, type="sync", after_seq=after_seq)
+        state = await receive(ws)
+        assert (state["type"], state["turns"], state["seq"]) == ("sync.state", [], first["seq"])
+    await ws.disconnect()
+
+
+async def test_choosing_the_candidate_shown_changes_nothing_and_leaves_no_gap(
+    m2her, conversation, owner
+):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "Pick")
+    done = (await collect_until(ws, "reply.completed"))[-1]
+    await send(ws, type="reply.select", turn_id=done["turn_id"], index=1)
+    await send(ws, type="turn.delete", turn_id=done["turn_id"])
+    hidden = await receive(ws)
+    assert (hidden["type"], hidden["seq"]) == ("turns.hidden", done["seq"] + 1)
+    await ws.disconnect()
+
+
+async def test_editing_a_reply_needs_no_model(m2her, conversation, owner, settings):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "Hi")
+    done = (await collect_until(ws, "reply.completed"))[-1]
+    settings.LLM_BACKEND = "openai"  # no longer usable: only actions that ask it are refused
+    settings.OPENAI_BASE_URL = ""
+    settings.CHAT_MESSAGES_PER_MINUTE = 0
+    await send(ws, type="turn.edit", turn_id=done["turn_id"], text="Better words.")
+    updated = await receive(ws)
+    assert (updated["type"], updated["turn"]["content"]) == ("turn.updated", "Better words.")
+    await send_message(ws, "And now?")
+    assert (await receive(ws))["code"] == "unavailable"
+    await ws.disconnect()
+
+
+async def test_a_snapshot_after_the_outcome_is_stored_carries_the_last_delta_number(
+    m2her, conversation, owner
+):
+    # A tab that syncs while the outcome is being published must still take the outcome's
+    # event: the snapshot's seq is that of the text it holds, not the outcome's.
+    watcher, _ = await synced(conversation.pk, owner)
+    start = await database_sync_to_async(reply_begin_for_message)(
+        conversation_id=conversation.pk, user_id=owner.pk, client_id=uuid.uuid4(), text="Hi"
+    )
+    runner = streaming.ReplyRunner(start, get_backend())
+    await runner._generate()
+    events = await collect_until(watcher, "reply.completed")
+    last_delta = [e for e in events if e["type"] == "reply.delta"][-1]
+    snapshot = runner.snapshot()
+    assert snapshot["content"] == events[-1]["content"] == "You said: Hi"
+    assert snapshot["seq"] == last_delta["seq"] < events[-1]["seq"]
+    await watcher.disconnect()
+
+
+async def test_a_reply_outliving_the_stale_limit_is_kept_alive(
+    m2her, conversation, owner, settings
+):
+    settings.CHAT_REPLY_STALE_SECONDS = 1
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=30]][[tps=15]] a long story")
+    await collect_until(ws, "reply.delta")
+    await asyncio.sleep(1.3)
+    await send_message(ws, "are you done?")
+    refused = (await collect_until(ws, "error"))[-1]
+    assert refused["code"] == "busy"
+    done = (await collect_until(ws, "reply.completed", timeout=5))[-1]
+    assert done["content"].endswith("word30")
+    assert len(m2her.requests) == 1
+    await ws.disconnect()
+
+
+async def test_another_users_socket_sees_none_of_it(m2her, conversation, owner):
+    stranger = await database_sync_to_async(make_user)("stranger")
+    ws, _ = await open_socket(conversation.pk, stranger)
+    assert (await ws.receive_output(timeout=3))["code"] == 4404
+    mine, _ = await synced(conversation.pk, owner)
+    await send_message(mine, "[[unstorable]] private")
+    await collect_until(mine, "reply.completed")
+    assert await ws.receive_nothing(timeout=0.2)
+    await mine.disconnect()
