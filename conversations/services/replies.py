@@ -11,10 +11,12 @@ from typing import Any, cast
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models.sql import Query, UpdateQuery
 from django.utils import timezone
 
+from characters.models import Visibility
 from companion.compiled import Compiled, insert_query
 from conversations.llm.base import GenerationParams
 from conversations.models import Conversation, Role, Turn, TurnStatus
@@ -195,6 +197,20 @@ _insert_turn = Compiled(
 )
 
 
+def _check_character_usable(conversation: Conversation, user_id: int) -> None:
+    """A character its creator made private after this conversation began is theirs again: the
+    conversation can still be read, but not continued."""
+    character = conversation.character
+    if character.visibility != Visibility.PRIVATE or character.owner_id == user_id:
+        return
+    user = get_user_model().objects.filter(pk=user_id).first()  # only here: a superuser may
+    if user is not None and character.is_visible_to(user):
+        return
+    raise ChatActionError(
+        "invalid", f"{character.name} is private now: this conversation can be read, not continued."
+    )
+
+
 def reply_begin_for_message(
     *, conversation_id: UUID, user_id: int, client_id: UUID, text: str
 ) -> ReplyStart:
@@ -208,6 +224,7 @@ def reply_begin_for_message(
                 conversation_id=conversation_id, count=2, replying_user_id=user_id
             )
             conversation = conversation_for_prompt(conversation_id=conversation_id)
+            _check_character_usable(conversation, user_id)
             # One read gives both the new turn's parent and the prompt's history.
             recent = recent_turns(conversation_id=conversation_id)
             user_turn = Turn(
@@ -302,6 +319,7 @@ def reply_begin_regenerate(
             conversation_id=conversation_id, count=2, replying_user_id=user_id
         )
         conversation = conversation_for_prompt(conversation_id=conversation_id)
+        _check_character_usable(conversation, user_id)
         visible = Turn.objects.filter(conversation_id=conversation_id, active=True)
         target = (
             visible.filter(pk=turn_id).first()
@@ -324,6 +342,7 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
             conversation_id=conversation_id, count=1, replying_user_id=user_id
         )
         conversation = conversation_for_prompt(conversation_id=conversation_id)
+        _check_character_usable(conversation, user_id)
         target = last_visible_turn(conversation_id)
         if target is None or target.role != Role.ASSISTANT or not target.content:
             raise ChatActionError("invalid", "Only a reply with text can be continued.")
@@ -352,6 +371,7 @@ def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text:
             conversation_id=conversation_id, count=3, replying_user_id=user_id
         )
         conversation = conversation_for_prompt(conversation_id=conversation_id)
+        _check_character_usable(conversation, user_id)
         target = Turn.objects.filter(
             conversation_id=conversation_id, pk=turn_id, active=True, role=Role.USER
         ).first()

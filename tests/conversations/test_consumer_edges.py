@@ -194,3 +194,34 @@ async def test_another_users_socket_sees_none_of_it(m2her, conversation, owner):
     await collect_until(mine, "reply.completed")
     assert await ws.receive_nothing(timeout=0.2)
     await mine.disconnect()
+
+
+async def test_a_character_made_private_can_be_read_but_not_continued(m2her, owner):
+    def begin():
+        creator = make_user("creator")
+        character = make_character(creator, name="Bea")
+        mine = conversation_create(owner=owner, character=character)
+        theirs = conversation_create(owner=creator, character=character)
+        character.visibility = "private"
+        character.save()
+        return creator, mine, theirs
+
+    creator, mine, theirs = await database_sync_to_async(begin)()
+    ws, state = await synced(mine.pk, owner)
+    assert [t["name"] for t in state["turns"]] == ["Bea"]  # still readable
+    before = await stored(mine)
+    for frame in (
+        {"type": "message.send", "client_id": str(uuid.uuid4()), "text": "still there?"},
+        {"type": "reply.regenerate"},
+    ):
+        await send(ws, **frame)
+        refused = await receive(ws)
+        assert (refused["type"], refused["code"]) == ("error", "invalid")
+        assert "private" in refused["message"]
+    assert await stored(mine) == before
+    # Its creator goes on as before.
+    ws2, _ = await synced(theirs.pk, creator)
+    await send_message(ws2, "Hello me")
+    assert (await collect_until(ws2, "reply.completed"))[-1]["content"] == "You said: Hello me"
+    await ws.disconnect()
+    await ws2.disconnect()
