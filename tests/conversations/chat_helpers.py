@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from companion.asgi import application
+from conversations.models import Turn
 from tests.factories import make_session_cookie
 
 ORIGIN = b"http://127.0.0.1"
@@ -60,3 +61,16 @@ async def synced(conversation_id, user, after_seq=0):
     # Events of a reply already running may come first: the state covers them.
     state = (await collect_until(communicator, "sync.state"))[-1]
     return communicator, state
+
+
+@database_sync_to_async
+def stored_turns(conversation, *, active_only=False):
+    """(role, content, status) of the conversation's turns, in seq order."""
+    turns = Turn.objects.filter(conversation=conversation)
+    if active_only:
+        turns = turns.filter(active=True)
+    return list(turns.order_by("seq").values_list("role", "content", "status"))
+
+
+async def visible_turns(conversation):
+    return await stored_turns(conversation, active_only=True)

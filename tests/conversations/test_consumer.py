@@ -15,7 +15,7 @@ from django.urls import reverse
 from companion.asgi import application
 from conversations import streaming
 from conversations.models import Turn
-from conversations.services.conversations import conversation_create, conversation_delete
+from conversations.services.conversations import conversation_delete
 from tests.conversations.chat_helpers import (
     ORIGIN,
     collect_until,
@@ -24,31 +24,11 @@ from tests.conversations.chat_helpers import (
     send,
     send_message,
     synced,
+    visible_turns,
 )
-from tests.factories import make_character, make_persona, make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def owner(db):
-    return make_user("owner")
-
-
-@pytest.fixture
-def conversation(owner):
-    character = make_character(name="Aria")
-    persona = make_persona(owner, name="Sam")
-    return conversation_create(owner=owner, character=character, persona=persona)
-
-
-@database_sync_to_async
-def rows(conversation):
-    return list(
-        Turn.objects.filter(conversation=conversation, active=True)
-        .order_by("seq")
-        .values_list("role", "content", "status")
-    )
 
 
 @database_sync_to_async
@@ -73,7 +53,7 @@ async def test_a_reply_streams_in_order_and_is_stored(m2her, conversation, owner
     assert "".join(e["text"] for e in events if e["type"] == "reply.delta") == completed["content"]
     assert completed["finish_reason"] == "stop"
     assert completed["usage"]["completion_tokens"] > 0
-    assert await rows(conversation) == [
+    assert await visible_turns(conversation) == [
         ("assistant", "*looks up from a book* Oh, hello Sam!", "complete"),
         ("user", "Hello Aria", "complete"),
         ("assistant", "You said: Hello Aria", "complete"),
@@ -160,7 +140,11 @@ async def test_regenerate_adds_a_candidate_and_keeps_the_first(m2her, conversati
     await send(ws, type="reply.select", turn_id=events[-1]["turn_id"], index=1)
     shown = await collect_until(ws, "turn.updated")
     assert shown[-1]["turn"]["id"] == first["turn_id"]
-    assert (await rows(conversation))[-1] == ("assistant", "You said: Pick a number", "complete")
+    assert (await visible_turns(conversation))[-1] == (
+        "assistant",
+        "You said: Pick a number",
+        "complete",
+    )
     await ws.disconnect()
 
 
@@ -234,7 +218,7 @@ async def test_bad_frames_get_an_error_and_the_socket_stays_open(m2her, conversa
     assert (await receive(ws))["code"] == "bad_frame"
     await send(ws, type="sync", after_seq=0)
     assert (await receive(ws))["type"] == "sync.state"
-    assert await rows(conversation) == [
+    assert await visible_turns(conversation) == [
         ("assistant", "*looks up from a book* Oh, hello Sam!", "complete")
     ]
     await ws.disconnect()
@@ -409,7 +393,7 @@ async def test_a_misconfigured_backend_is_refused_before_anything_is_stored(
     error = (await collect_until(ws, "error"))[-1]
     assert error["code"] == "unavailable"
     assert "OPENAI" not in error["message"]
-    assert await rows(conversation) == [
+    assert await visible_turns(conversation) == [
         ("assistant", "*looks up from a book* Oh, hello Sam!", "complete")
     ]
     await ws.disconnect()

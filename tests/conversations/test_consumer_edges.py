@@ -9,7 +9,6 @@ from channels.db import database_sync_to_async
 
 from conversations import streaming
 from conversations.llm.factory import get_backend
-from conversations.models import Turn
 from conversations.services.conversations import conversation_create, conversation_delete
 from conversations.services.replies import reply_begin_for_message
 from tests.conversations.chat_helpers import (
@@ -18,32 +17,12 @@ from tests.conversations.chat_helpers import (
     receive,
     send,
     send_message,
+    stored_turns,
     synced,
 )
-from tests.factories import make_character, make_persona, make_user
+from tests.factories import make_character, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def owner(db):
-    return make_user("owner")
-
-
-@pytest.fixture
-def conversation(owner):
-    character = make_character(name="Aria")
-    persona = make_persona(owner, name="Sam")
-    return conversation_create(owner=owner, character=character, persona=persona)
-
-
-@database_sync_to_async
-def stored(conversation):
-    return list(
-        Turn.objects.filter(conversation=conversation)
-        .order_by("seq")
-        .values_list("role", "content", "status")
-    )
 
 
 async def test_a_reply_holding_text_no_database_stores_is_cleaned_and_saved(
@@ -55,7 +34,11 @@ async def test_a_reply_holding_text_no_database_stores_is_cleaned_and_saved(
     assert events[-1]["type"] == "reply.completed"
     streamed = "".join(e["text"] for e in events if e["type"] == "reply.delta")
     assert streamed == events[-1]["content"] == "Hi there \ufffd friend"
-    assert (await stored(conversation))[-1] == ("assistant", "Hi there \ufffd friend", "complete")
+    assert (await stored_turns(conversation))[-1] == (
+        "assistant",
+        "Hi there \ufffd friend",
+        "complete",
+    )
     # Nothing is left "streaming": the next message is answered.
     await send_message(ws, "hello again")
     assert (await collect_until(ws, "reply.completed"))[-1]["content"] == "You said: hello again"
@@ -67,12 +50,12 @@ async def test_a_message_no_database_stores_is_refused_and_the_socket_stays(
     m2her, conversation, owner, text
 ):
     ws, _ = await synced(conversation.pk, owner)
-    before = await stored(conversation)
+    before = await stored_turns(conversation)
     # JSON carries both as escapes (`\u0000`, `\ud800`).
     await send(ws, type="message.send", client_id=str(uuid.uuid4()), text=text)
     error = await receive(ws)
     assert (error["type"], error["code"]) == ("error", "bad_frame")
-    assert await stored(conversation) == before
+    assert await stored_turns(conversation) == before
     await send_message(ws, "plain")
     assert (await collect_until(ws, "reply.completed"))[-1]["content"] == "You said: plain"
     await ws.disconnect()
@@ -209,7 +192,7 @@ async def test_a_character_made_private_can_be_read_but_not_continued(m2her, own
     creator, mine, theirs = await database_sync_to_async(begin)()
     ws, state = await synced(mine.pk, owner)
     assert [t["name"] for t in state["turns"]] == ["Bea"]  # still readable
-    before = await stored(mine)
+    before = await stored_turns(mine)
     for frame in (
         {"type": "message.send", "client_id": str(uuid.uuid4()), "text": "still there?"},
         {"type": "reply.regenerate"},
@@ -218,7 +201,7 @@ async def test_a_character_made_private_can_be_read_but_not_continued(m2her, own
         refused = await receive(ws)
         assert (refused["type"], refused["code"]) == ("error", "invalid")
         assert "private" in refused["message"]
-    assert await stored(mine) == before
+    assert await stored_turns(mine) == before
     # Its creator goes on as before.
     ws2, _ = await synced(theirs.pk, creator)
     await send_message(ws2, "Hello me")
