@@ -117,6 +117,7 @@ def test_absent_persona_means_my_default_and_null_means_none(alice_client, alice
         ({"character": ""}, "character"),
         ({"character": "x" * 81}, "character"),
         ({"character": "no-such-character"}, "character"),
+        ({"character": "a\x00b"}, "character"),
         ({"character": "CHARACTER", "persona": "1"}, "persona"),
         ({"character": "CHARACTER", "persona": True}, "persona"),
         ({"character": "CHARACTER", "persona": 1.5}, "persona"),
@@ -138,6 +139,18 @@ def test_bad_start_requests_get_400_with_field_errors(alice_client, alice, body,
     errors = response.json()["errors"]
     assert list(errors) == [field]
     assert all(isinstance(message, str) and message for message in errors[field])
+    assert not Conversation.objects.exists()
+
+
+def test_a_slug_holding_a_nul_character_names_no_character(alice_client, alice, bob):
+    mine = make_character(alice, visibility=Visibility.PRIVATE)
+    theirs = make_character(bob)
+
+    for slug in (f"{mine.slug}\x00", f"\x00{theirs.slug}", "\x00"):
+        response = post_json(alice_client, {"character": slug})
+
+        assert response.status_code == 400
+        assert response.json() == {"errors": {"character": ["No such character."]}}
     assert not Conversation.objects.exists()
 
 
