@@ -56,6 +56,54 @@ def test_post_without_csrf_token_is_refused(alice, bob):
     assert Conversation.objects.count() == 1
 
 
+def test_a_multipart_body_is_refused_as_not_json_when_csrf_is_checked(alice, bob):
+    character = make_character(bob)
+    client = client_for(alice, enforce_csrf_checks=True)
+    client.get(reverse("characters:gallery"))  # sets the CSRF cookie
+    token = client.cookies["csrftoken"].value
+
+    # What fetch() sends for a FormData, or curl -F: the CSRF check reads it as a form first.
+    response = client.post(START, {"character": character.slug}, HTTP_X_CSRFTOKEN=token)
+
+    assert response.status_code == 415
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "errors": {
+            "__all__": [
+                "The body must be JSON (Content-Type: application/json), not a multipart form."
+            ]
+        }
+    }
+    assert not Conversation.objects.exists()
+
+
+def test_a_multipart_body_gets_the_same_answer_without_a_csrf_check(alice_client, bob):
+    character = make_character(bob)
+
+    response = alice_client.post(START, {"character": character.slug})
+
+    assert response.status_code == 415
+    assert not Conversation.objects.exists()
+
+
+def test_a_form_encoded_body_is_not_valid_json(alice, bob):
+    character = make_character(bob)
+    client = client_for(alice, enforce_csrf_checks=True)
+    client.get(reverse("characters:gallery"))
+    token = client.cookies["csrftoken"].value
+
+    response = client.post(
+        START,
+        f"character={character.slug}",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_CSRFTOKEN=token,
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"__all__": ["The body is not valid JSON."]}}
+    assert not Conversation.objects.exists()
+
+
 def test_wrong_method_is_405(alice_client, alice):
     conversation = make_conversation(alice)
 
