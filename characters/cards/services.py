@@ -75,7 +75,7 @@ def _extension(image: bytes) -> str:
     return "webp" if image[8:12] == b"WEBP" else "img"
 
 
-def _avatar(image: bytes | None, slug: str, warnings: list[str]) -> ContentFile[bytes] | None:
+def _avatar(image: bytes | None, warnings: list[str]) -> ContentFile[bytes] | None:
     """The card's image as a valid avatar file, shrunk if it is over the size limit."""
     if not image:
         return None
@@ -83,9 +83,8 @@ def _avatar(image: bytes | None, slug: str, warnings: list[str]) -> ContentFile[
         candidate = _shrunk(image, side) if side else image
         if candidate is None:
             break
-        # Media is served by path: a random part keeps a private character's files unguessable.
-        name = f"{slug[:40]}-{secrets.token_hex(8)}.{_extension(candidate)}"
-        file = ContentFile(candidate, name=name)
+        # Only the extension is kept: the avatar field stores it under a random name.
+        file = ContentFile(candidate, name=f"avatar.{_extension(candidate)}")
         try:
             validate_avatar(file)
         except ValidationError:
@@ -122,7 +121,7 @@ def character_import_card(*, owner: Any, data: bytes, filename: str = "") -> Car
         character.name = FALLBACK_NAME
         warnings.append(f"The card has no name; it was imported as “{FALLBACK_NAME}”.")
     character.slug = _slug_for(character.name)
-    avatar = _avatar(image, character.slug, warnings)
+    avatar = _avatar(image, warnings)
     if avatar is not None:
         character.avatar = avatar
         character.card_extras["avatar_sha256"] = hashlib.sha256(avatar.read()).hexdigest()

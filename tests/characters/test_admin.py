@@ -1,10 +1,13 @@
+import io
 import re
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from PIL import Image
 
 from characters.management.roles import CREATOR_MODELS, CREATORS_GROUP, creator_grant
 from characters.models import Character, SampleDialogue, Scene
@@ -212,6 +215,28 @@ def test_creating_a_character_with_inlines_makes_the_creator_its_owner(creators,
     assert nova.alternate_greetings == ["Hi again.", "Welcome aboard."]
     assert [s.user_line for s in nova.sample_dialogues.all()] == ["Where are we?", "Are we lost?"]
     assert [s.name for s in nova.scenes.all()] == ["The bridge"]
+
+
+def png_upload(name):
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "purple").save(buffer, "PNG")
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
+
+
+def test_an_uploaded_avatar_gets_a_random_name(creators, alice_admin, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    for name in ("Nova", "Vega"):
+        data = character_form(name=name, slug=name.lower(), avatar=png_upload("avatar.png"))
+
+        response = alice_admin.post(ADD, data)
+
+        assert response.status_code == 302, response.context["adminform"].form.errors
+    stored = [c.avatar.name for c in Character.objects.order_by("slug")]
+    for name in stored:
+        # Media is served by path: the upload's own name would be guessable.
+        assert re.fullmatch(r"avatars/\d{4}/\d{2}/[0-9a-f]{32}\.png", name)
+    assert stored[0] != stored[1]
+    assert (tmp_path / stored[0]).is_file()
 
 
 def test_add_form_shows_clear_errors_for_bad_input(creators, alice_admin):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -50,7 +51,7 @@ def test_uploading_a_png_card_creates_a_private_character_and_opens_it(alice_cli
     assert response.status_code == 302
     assert response["Location"] == character.get_absolute_url()
     assert (character.owner, character.visibility) == (alice, Visibility.PRIVATE)
-    assert character.avatar.name.startswith("avatars/")
+    assert re.fullmatch(r"avatars/\d{4}/\d{2}/[0-9a-f]{32}\.png", character.avatar.name)
     assert character.lorebook.entries.count() == 5
 
 
