@@ -9,14 +9,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from characters.cards.containers import decode_card_file, main_icon
 from characters.cards.errors import CardError
+from characters.cards.png import IMAGE_ERRORS
 from characters.cards.schema import COLUMNS, parse_card
 from characters.models import (
     CardAsset,
@@ -63,7 +65,7 @@ def _shrunk(image: bytes, side: int) -> bytes | None:
             source.thumbnail((side, side))
             out = io.BytesIO()
             source.convert("RGBA").save(out, format="WEBP", quality=85)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except IMAGE_ERRORS:
         return None
     return out.getvalue()
 
@@ -76,7 +78,7 @@ def _extension(image: bytes) -> str:
 
 
 def _avatar(image: bytes | None, warnings: list[str]) -> ContentFile[bytes] | None:
-    """The card's image as a valid avatar file, shrunk if it is over the size limit."""
+    """The card's image as a valid avatar file; a smaller re-encoded copy if it is not one."""
     if not image:
         return None
     for side in (0, *AVATAR_SIDES):
@@ -89,8 +91,12 @@ def _avatar(image: bytes | None, warnings: list[str]) -> ContentFile[bytes] | No
             validate_avatar(file)
         except ValidationError:
             continue
-        if side:
+        if side and len(image) > settings.AVATAR_MAX_BYTES:
             warnings.append("The card's image was too large for an avatar; a smaller copy is used.")
+        elif side:
+            warnings.append(
+                "The card's image could not be used as it is; a re-encoded copy is used."
+            )
         return file
     warnings.append("The card's image could not be used as the avatar; it was left out.")
     return None
