@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from characters.card_forms import card_import_from_request
-from characters.cards.exporting import CONTENT_TYPES, card_export
+from characters.cards.exporting import CONTENT_TYPES, CardFile, card_export
 from characters.cards.uploads import capped_upload
 from characters.models import Character, Lorebook, LorebookEntry
 
@@ -165,19 +165,23 @@ def _export(
             request, "None of these characters can be exported.", messages.WARNING
         )
         return None
-    return _export_response(characters, fmt)
+    cards = [card_export(character=character, fmt=fmt) for character in characters]
+    # The download replaces no page, so these show on the creator's next admin page.
+    for card in cards:
+        for warning in card.warnings:
+            modeladmin.message_user(request, warning, messages.WARNING)
+    return _export_response(cards, fmt)
 
 
-def _export_response(characters: list[Character], fmt: str) -> HttpResponse:
-    if len(characters) == 1:
-        card = card_export(character=characters[0], fmt=fmt)
+def _export_response(cards: list[CardFile], fmt: str) -> HttpResponse:
+    if len(cards) == 1:
+        card = cards[0]
         response = HttpResponse(card.content, content_type=card.content_type)
         filename = card.filename
     else:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for character in characters:
-                card = card_export(character=character, fmt=fmt)
+            for card in cards:
                 archive.writestr(card.filename, card.content)
         response = HttpResponse(out.getvalue(), content_type=CONTENT_TYPES["charx"])
         filename = f"character-cards-{fmt}.zip"

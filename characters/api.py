@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from characters.models import Character
-from characters.selectors import character_list_visible_to
+from characters.selectors import SEARCH_MAX_CHARS, character_list_visible_to
 from companion.jsonapi import api_view
 
 API_LIST_MAX = 200
@@ -27,9 +27,11 @@ def character_json(character: Character) -> dict[str, Any]:
 def character_list(request: HttpRequest) -> HttpResponse:
     """GET /api/characters/?q= : the characters I can browse (public and my own), by name.
 
-    `q` matches a name or a tag, case-insensitively; at most 200 characters are returned.
+    `q` matches a name or a tag, case-insensitively; as on the gallery page only its first 100
+    letters count. At most 200 characters are returned.
     """
-    characters = character_list_visible_to(user=request.user, query=request.GET.get("q", ""))
+    query = request.GET.get("q", "")[:SEARCH_MAX_CHARS]
+    characters = character_list_visible_to(user=request.user, query=query)
     fields = ("slug", "name", "tagline", "avatar", "tags")
     rows = characters.only(*fields)[:API_LIST_MAX]
     return JsonResponse({"characters": [character_json(c) for c in rows]})

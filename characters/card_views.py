@@ -35,6 +35,10 @@ def card_download(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
         raise Http404("No such card format.")
     character = character_get_visible(slug=slug, user=request.user)
     card = card_export(character=character, fmt=fmt)
+    # Only the owner can upload the avatar again; a visitor just gets the card.
+    if character.user_can_edit(request.user):
+        for warning in card.warnings:
+            messages.warning(request, warning)
     response = HttpResponse(card.content, content_type=card.content_type)
     # Slugs are ASCII letters, digits, hyphens and underscores: safe in a quoted filename.
     response["Content-Disposition"] = f'attachment; filename="{card.filename}"'

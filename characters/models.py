@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
@@ -9,6 +12,7 @@ from django.core.validators import MaxLengthValidator, MaxValueValidator, MinVal
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from characters.validators import validate_avatar, validate_string_list
 
@@ -18,6 +22,19 @@ MEDIUM_TEXT = 4_000
 
 def _long_text(help_text: str, limit: int = LONG_TEXT) -> models.TextField[str, str]:
     return models.TextField(blank=True, help_text=help_text, validators=[MaxLengthValidator(limit)])
+
+
+_AVATAR_EXTENSION = re.compile(r"\.[a-z0-9]{1,10}")
+
+
+def avatar_upload_to(instance: Character, filename: str) -> str:
+    """A new random name under avatars/<year>/<month>/, keeping the upload's extension."""
+    # Media is served by path with no access check, so a name kept from the upload
+    # (avatar.png, face.jpg) would let anyone fetch a private character's avatar by guessing.
+    extension = PurePath(filename).suffix.lower()
+    if not _AVATAR_EXTENSION.fullmatch(extension):
+        extension = ""
+    return f"avatars/{timezone.now():%Y/%m}/{secrets.token_hex(16)}{extension}"
 
 
 class Visibility(models.TextChoices):
@@ -36,7 +53,7 @@ class Character(models.Model):
         max_length=100, blank=True, help_text="Replaces {{char}} in prompts when set."
     )
     avatar = models.ImageField(
-        upload_to="avatars/%Y/%m/",
+        upload_to=avatar_upload_to,
         blank=True,
         validators=[validate_avatar],
         help_text="PNG, JPEG, WEBP or GIF; at most 2 MB.",

@@ -13,6 +13,9 @@ from django.http import Http404
 from characters.models import Character, Persona, Visibility
 
 SEARCH_MAX_CHARS = 100
+# PostgreSQL refuses NUL in any text parameter (a DataError, so a 500). No name, slug or tag
+# can hold one there, so text holding NUL matches nothing on every database.
+NUL = "\x00"
 
 # Tags are a JSON list; matching one element (not the serialised list) needs the database's
 # own JSON table function. SQLite stores non-ASCII as \u escapes, so LIKE on the text fails.
@@ -50,6 +53,8 @@ def character_list_visible_to(*, user: Any, query: str = "") -> QuerySet[Charact
         visible |= Q(owner_id=user.pk)
     characters = Character.objects.filter(visible)
     query = query.strip()[:SEARCH_MAX_CHARS]
+    if NUL in query:
+        return Character.objects.none()
     if query:
         characters = characters.filter(Q(name__icontains=query) | _tag_contains(query))
     return characters.order_by("name", "pk")
@@ -57,6 +62,8 @@ def character_list_visible_to(*, user: Any, query: str = "") -> QuerySet[Charact
 
 def character_get_visible(*, slug: str, user: Any) -> Character:
     """Return a public or unlisted character, or the user's own private one; else a 404."""
+    if NUL in slug:
+        raise Http404("No such character.")
     character = (
         Character.objects.select_related("owner")
         .prefetch_related("scenes")

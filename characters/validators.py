@@ -3,14 +3,31 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from characters.cards import png
+from characters.cards.errors import CardError
 
 ALLOWED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
+def _decode(file: File) -> None:  # type: ignore[type-arg]
+    # verify() checks a file's structure without decoding pixels, so a truncated JPEG passes
+    # it; load() decodes. A verified image cannot be loaded, hence the second open.
+    file.seek(0)
+    with Image.open(file) as image:
+        image.verify()
+    file.seek(0)
+    with Image.open(file) as image:
+        image.load()
+
+
 def validate_avatar(file: File) -> None:  # type: ignore[type-arg]
-    """Accept only small, real PNG/JPEG/WEBP/GIF images (the extension alone proves nothing)."""
+    """Accept only small PNG/JPEG/WEBP/GIF images that decode in full (a name proves nothing).
+
+    A PNG must also pass the chunk reader that writes a card into it on export.
+    """
     if file.size is not None and file.size > settings.AVATAR_MAX_BYTES:
         limit_mb = settings.AVATAR_MAX_BYTES / (1024 * 1024)
         raise ValidationError(f"The image is too large: the limit is {limit_mb:.0f} MB.")
@@ -19,15 +36,24 @@ def validate_avatar(file: File) -> None:  # type: ignore[type-arg]
         with Image.open(file) as image:
             image_format = image.format
             width, height = image.size
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        # Format and size are checked before decoding, so a huge image is never decoded.
+        if image_format not in ALLOWED_IMAGE_FORMATS:
+            raise ValidationError("Use a PNG, JPEG, WEBP or GIF image.")
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValidationError("The image is too large: at most 4096 × 4096 pixels.")
+        _decode(file)
+        if image_format == "PNG":
+            file.seek(0)
+            png.read_chunks(file.read())
+    except png.IMAGE_ERRORS:
         raise ValidationError("The file is not a readable image.") from None
+    except CardError:
+        raise ValidationError(
+            "The PNG file is damaged or has a part this app cannot read; "
+            "save it again from an image editor."
+        ) from None
     finally:
         file.seek(0)
-    if image_format not in ALLOWED_IMAGE_FORMATS:
-        raise ValidationError("Use a PNG, JPEG, WEBP or GIF image.")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ValidationError("The image is too large: at most 4096 × 4096 pixels.")
 
 
 def validate_string_list(value: object) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from characters.cards import charx, png
+from characters.cards.errors import CardError
 from characters.cards.jsonsafe import dump_json
 from characters.cards.lorebooks import BOOK_COLUMNS, ENTRY_COLUMNS
 from characters.cards.schema import COLUMNS, build_card
@@ -26,6 +27,10 @@ _CHARACTER_COLUMNS = (
     "card_extras",
 )
 MAIN_ICON_DIR = "assets/icon/images/"
+AVATAR_UNREADABLE = (
+    "The avatar of {name} could not be read, so its card was made without it; "
+    "upload the avatar again."
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class CardFile:
     content: bytes
     filename: str
     content_type: str
+    # For whoever can fix the character: what the file lacks and why.
+    warnings: tuple[str, ...] = ()
 
 
 def _book(character: Character) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
@@ -68,8 +75,13 @@ def card_object(character: Character, *, version: int = 3) -> dict[str, Any]:
 def _avatar_bytes(character: Character) -> bytes | None:
     if not character.avatar:
         return None
-    with character.avatar.open("rb") as file:
-        content: bytes = file.read()
+    try:
+        with character.avatar.open("rb") as file:
+            content: bytes = file.read()
+    except OSError:
+        # The row names a file the storage no longer has (say, media not restored with the
+        # database): export without it rather than fail.
+        return None
     return content
 
 
@@ -77,11 +89,26 @@ def _b64(card: dict[str, Any]) -> str:
     return base64.b64encode(dump_json(card).encode("utf-8")).decode("ascii")
 
 
-def _png(character: Character) -> bytes:
-    avatar = _avatar_bytes(character)
-    image = png.as_png(avatar) if avatar else png.placeholder_png(character.name)
+def _png(character: Character) -> tuple[bytes, tuple[str, ...]]:
     texts = {"chara": _b64(card_object(character, version=2)), "ccv3": _b64(card_object(character))}
-    return png.with_card_texts(image, texts)
+    avatar = _avatar_bytes(character)
+    if avatar:
+        try:
+            return png.with_card_texts(png.as_png(avatar), texts), ()
+        except CardError:
+            pass
+    # A PNG card needs an image, and what people download a card for is the character, which
+    # the text chunks hold in full. A stored avatar that cannot be read (damaged, missing, or
+    # accepted before uploads were decoded) gets the placeholder of avatar-less characters
+    # rather than refusing the card to visitors who could do nothing about it.
+    placeholder = png.with_card_texts(png.placeholder_png(character.name), texts)
+    return placeholder, _unreadable_avatar(character)
+
+
+def _unreadable_avatar(character: Character) -> tuple[str, ...]:
+    if not character.avatar:
+        return ()
+    return (AVATAR_UNREADABLE.format(name=character.name),)
 
 
 def _main_icon_path(card: dict[str, Any], extension: str) -> str:
@@ -104,12 +131,13 @@ def _main_icon_path(card: dict[str, Any], extension: str) -> str:
     return path
 
 
-def _charx(character: Character) -> bytes:
+def _charx(character: Character) -> tuple[bytes, tuple[str, ...]]:
     card = card_object(character)
     files: dict[str, bytes] = {}
     for asset in character.card_assets.all():
         with asset.file.open("rb") as file:
             files[asset.path] = file.read()
+    # The archive carries the avatar's bytes as they are; only a missing file is left out.
     avatar = _avatar_bytes(character)
     if avatar is not None:
         extension = "png" if png.is_png(avatar) else character.avatar.name.rsplit(".", 1)[-1]
@@ -117,17 +145,23 @@ def _charx(character: Character) -> bytes:
         unchanged = character.card_extras.get("avatar_sha256") == hashlib.sha256(avatar).hexdigest()
         if not (unchanged and path in files):
             files[path] = avatar
-    return charx.write_archive(dump_json(card).encode("utf-8"), files)
+    warnings = _unreadable_avatar(character) if avatar is None else ()
+    return charx.write_archive(dump_json(card).encode("utf-8"), files), warnings
 
 
 def card_export(*, character: Character, fmt: str) -> CardFile:
-    """Render the character as a card file in `fmt` (png, json or charx)."""
+    """Render the character as a card file in `fmt` (png, json or charx).
+
+    An avatar that cannot be read is left out (a PNG card gets the placeholder image instead)
+    and named in the file's `warnings`.
+    """
+    warnings: tuple[str, ...] = ()
     if fmt == "png":
-        content = _png(character)
+        content, warnings = _png(character)
     elif fmt == "charx":
-        content = _charx(character)
+        content, warnings = _charx(character)
     elif fmt == "json":
         content = dump_json(card_object(character)).encode("utf-8")
     else:
         raise ValueError(f"Unknown card format: {fmt}")
-    return CardFile(content, f"{character.slug}.{fmt}", CONTENT_TYPES[fmt])
+    return CardFile(content, f"{character.slug}.{fmt}", CONTENT_TYPES[fmt], warnings)

@@ -12,7 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from characters.cards.errors import CardError
 
@@ -21,6 +21,17 @@ CARD_KEYWORDS = frozenset({"ccv3", "chara"})
 TEXT_TYPES = frozenset({b"tEXt", b"zTXt", b"iTXt"})
 MAX_TEXT_BYTES = 16 * 1024 * 1024
 PLACEHOLDER_SIZE = (400, 600)
+# What Pillow raises for a damaged image, depending on the format and where the damage is
+# (UnidentifiedImageError is an OSError).
+IMAGE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ def as_png(image: bytes) -> bytes:
         with Image.open(io.BytesIO(image)) as source:
             out = io.BytesIO()
             source.convert("RGBA").save(out, format="PNG")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except IMAGE_ERRORS:
         raise CardError("The avatar is not a readable image.") from None
     return out.getvalue()
 

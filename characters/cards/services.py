@@ -9,14 +9,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from characters.cards.containers import decode_card_file, main_icon
 from characters.cards.errors import CardError
+from characters.cards.png import IMAGE_ERRORS
 from characters.cards.schema import COLUMNS, parse_card
 from characters.models import (
     CardAsset,
@@ -63,7 +65,7 @@ def _shrunk(image: bytes, side: int) -> bytes | None:
             source.thumbnail((side, side))
             out = io.BytesIO()
             source.convert("RGBA").save(out, format="WEBP", quality=85)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except IMAGE_ERRORS:
         return None
     return out.getvalue()
 
@@ -75,23 +77,26 @@ def _extension(image: bytes) -> str:
     return "webp" if image[8:12] == b"WEBP" else "img"
 
 
-def _avatar(image: bytes | None, slug: str, warnings: list[str]) -> ContentFile[bytes] | None:
-    """The card's image as a valid avatar file, shrunk if it is over the size limit."""
+def _avatar(image: bytes | None, warnings: list[str]) -> ContentFile[bytes] | None:
+    """The card's image as a valid avatar file; a smaller re-encoded copy if it is not one."""
     if not image:
         return None
     for side in (0, *AVATAR_SIDES):
         candidate = _shrunk(image, side) if side else image
         if candidate is None:
             break
-        # Media is served by path: a random part keeps a private character's files unguessable.
-        name = f"{slug[:40]}-{secrets.token_hex(8)}.{_extension(candidate)}"
-        file = ContentFile(candidate, name=name)
+        # Only the extension is kept: the avatar field stores it under a random name.
+        file = ContentFile(candidate, name=f"avatar.{_extension(candidate)}")
         try:
             validate_avatar(file)
         except ValidationError:
             continue
-        if side:
+        if side and len(image) > settings.AVATAR_MAX_BYTES:
             warnings.append("The card's image was too large for an avatar; a smaller copy is used.")
+        elif side:
+            warnings.append(
+                "The card's image could not be used as it is; a re-encoded copy is used."
+            )
         return file
     warnings.append("The card's image could not be used as the avatar; it was left out.")
     return None
@@ -122,7 +127,7 @@ def character_import_card(*, owner: Any, data: bytes, filename: str = "") -> Car
         character.name = FALLBACK_NAME
         warnings.append(f"The card has no name; it was imported as “{FALLBACK_NAME}”.")
     character.slug = _slug_for(character.name)
-    avatar = _avatar(image, character.slug, warnings)
+    avatar = _avatar(image, warnings)
     if avatar is not None:
         character.avatar = avatar
         character.card_extras["avatar_sha256"] = hashlib.sha256(avatar.read()).hexdigest()

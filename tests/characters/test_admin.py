@@ -1,13 +1,18 @@
+import io
 import re
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from PIL import Image
 
 from characters.management.roles import CREATOR_MODELS, CREATORS_GROUP, creator_grant
 from characters.models import Character, SampleDialogue, Scene
+from tests.characters.cards import corpus
 from tests.factories import make_character, make_persona, make_user
 
 CHANGELIST = reverse("admin:characters_character_changelist")
@@ -212,6 +217,72 @@ def test_creating_a_character_with_inlines_makes_the_creator_its_owner(creators,
     assert nova.alternate_greetings == ["Hi again.", "Welcome aboard."]
     assert [s.user_line for s in nova.sample_dialogues.all()] == ["Where are we?", "Are we lost?"]
     assert [s.name for s in nova.scenes.all()] == ["The bridge"]
+
+
+def png_upload(name):
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "purple").save(buffer, "PNG")
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type="image/png")
+
+
+def test_an_uploaded_avatar_gets_a_random_name(creators, alice_admin, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    for name in ("Nova", "Vega"):
+        data = character_form(name=name, slug=name.lower(), avatar=png_upload("avatar.png"))
+
+        response = alice_admin.post(ADD, data)
+
+        assert response.status_code == 302, response.context["adminform"].form.errors
+    stored = [c.avatar.name for c in Character.objects.order_by("slug")]
+    for name in stored:
+        # Media is served by path: the upload's own name would be guessable.
+        assert re.fullmatch(r"avatars/\d{4}/\d{2}/[0-9a-f]{32}\.png", name)
+    assert stored[0] != stored[1]
+    assert (tmp_path / stored[0]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("face.jpg", corpus.truncated_jpeg(), "The file is not a readable image."),
+        ("face.png", corpus.png_with_odd_chunk(), "save it again from an image editor"),
+    ],
+)
+def test_an_avatar_that_does_not_decode_is_refused_with_a_form_error(
+    creators, alice_admin, settings, tmp_path, name, data, message
+):
+    settings.MEDIA_ROOT = tmp_path
+    nova = make_character(creators[0], name="Nova", slug="nova")
+    upload = SimpleUploadedFile(name, data, content_type="image/jpeg")
+
+    response = alice_admin.post(change_url(nova), form_for_existing(nova, avatar=upload))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["avatar"]
+    assert message in errors["avatar"][0]
+    nova.refresh_from_db()
+    assert not nova.avatar
+    assert not any(tmp_path.rglob("*.*"))
+
+
+def test_a_stored_avatar_that_does_not_decode_is_reported_until_replaced_or_cleared(
+    creators, alice_admin, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    nova = make_character(creators[0], name="Nova", slug="nova")
+    nova.avatar.save("old.jpg", ContentFile(corpus.truncated_jpeg()))  # accepted long ago
+
+    kept = alice_admin.post(change_url(nova), form_for_existing(nova, tagline="New"))
+    cleared = alice_admin.post(
+        change_url(nova), form_for_existing(nova, tagline="New", **{"avatar-clear": "on"})
+    )
+
+    assert kept.status_code == 200
+    assert list(kept.context["adminform"].form.errors) == ["avatar"]
+    assert cleared.status_code == 302
+    nova.refresh_from_db()
+    assert (nova.avatar.name, nova.tagline) == ("", "New")
 
 
 def test_add_form_shows_clear_errors_for_bad_input(creators, alice_admin):

@@ -48,6 +48,27 @@ def test_search_by_name_or_tag(alice_client, alice):
     assert names("x" * 10_000) == []
 
 
+def test_search_holding_a_nul_character_is_an_empty_list_not_an_error(alice_client, alice):
+    make_character(alice, name="Aria", tags=["fun"])
+
+    for q in ("\x00", "Ar\x00ia", "fun\x00"):
+        response = alice_client.get(URL, {"q": q})
+
+        assert response.status_code == 200
+        assert response.json() == {"characters": []}
+
+
+def test_search_reads_only_the_first_100_letters_like_the_gallery(alice_client, alice):
+    make_character(alice, name="Aria")
+    make_character(alice, name="Marcus")
+
+    def names(q):
+        return [c["name"] for c in alice_client.get(URL, {"q": q}).json()["characters"]]
+
+    # What lies past the cap is not searched, so a NUL there cannot reach the database.
+    assert names("Aria" + " " * 96 + "\x00") == ["Aria"]
+
+
 def test_bobs_private_characters_stay_hidden_from_alice_and_visible_to_bob(alice_client, bob):
     make_character(bob, name="Secret", visibility=Visibility.PRIVATE)
     bob_client = Client()

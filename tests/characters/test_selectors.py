@@ -77,6 +77,14 @@ def test_search_treats_like_wildcards_as_plain_text(alice):
     assert names(character_list_visible_to(user=alice, query="_")) == ["Percent"]
 
 
+@pytest.mark.parametrize("query", ["\x00", "Ar\x00ia", "fun\x00"])
+def test_search_holding_a_nul_character_matches_nothing_on_any_database(alice, query):
+    make_character(alice, name="Aria", tags=["fun"])
+
+    assert names(character_list_visible_to(user=alice, query=query)) == []
+    assert names(character_list_visible_to(user=AnonymousUser(), query=query)) == []
+
+
 def test_search_never_reveals_other_users_private_characters(alice, bob):
     make_character(bob, name="Secret", visibility=Visibility.PRIVATE, tags=["hidden"])
 
@@ -102,6 +110,16 @@ def test_private_character_is_a_404_for_everyone_but_its_owner(alice, bob):
         character_get_visible(slug=secret.slug, user=AnonymousUser())
     with pytest.raises(Http404):
         character_get_visible(slug="no-such-slug", user=bob)
+
+
+@pytest.mark.parametrize("slug", ["\x00", "aria\x00", "ar\x00ia"])
+def test_a_slug_holding_a_nul_character_is_a_404_even_for_the_owner(alice, bob, slug):
+    make_character(alice, slug="aria", visibility=Visibility.PRIVATE)
+    make_character(bob, slug="bobs", visibility=Visibility.PUBLIC)
+
+    for user in (alice, bob, AnonymousUser()):
+        with pytest.raises(Http404):
+            character_get_visible(slug=slug, user=user)
 
 
 def test_persona_of_another_user_looks_missing(alice, bob):

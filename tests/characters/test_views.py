@@ -83,6 +83,17 @@ def test_gallery_survives_huge_queries_and_bad_pages(client, alice):
     assert "Aria" in client.get(GALLERY, {"page": "999"}).content.decode()
 
 
+def test_gallery_search_holding_a_nul_character_finds_nothing(alice_client, alice, bob):
+    make_character(alice, name="Aria", tags=["fun"])
+    make_character(bob, name="Bram", tags=["fun"])
+
+    for q in ("\x00", "a\x00b", "fun\x00"):
+        response = alice_client.get(GALLERY, {"q": q})
+
+        assert response.status_code == 200
+        assert "No character matches" in response.content.decode()
+
+
 def test_gallery_is_paginated(client, alice):
     for i in range(30):
         make_character(alice, name=f"Char {i:02d}", samples=0, scenes=0)

@@ -56,6 +56,54 @@ def test_post_without_csrf_token_is_refused(alice, bob):
     assert Conversation.objects.count() == 1
 
 
+def test_a_multipart_body_is_refused_as_not_json_when_csrf_is_checked(alice, bob):
+    character = make_character(bob)
+    client = client_for(alice, enforce_csrf_checks=True)
+    client.get(reverse("characters:gallery"))  # sets the CSRF cookie
+    token = client.cookies["csrftoken"].value
+
+    # What fetch() sends for a FormData, or curl -F: the CSRF check reads it as a form first.
+    response = client.post(START, {"character": character.slug}, HTTP_X_CSRFTOKEN=token)
+
+    assert response.status_code == 415
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "errors": {
+            "__all__": [
+                "The body must be JSON (Content-Type: application/json), not a multipart form."
+            ]
+        }
+    }
+    assert not Conversation.objects.exists()
+
+
+def test_a_multipart_body_gets_the_same_answer_without_a_csrf_check(alice_client, bob):
+    character = make_character(bob)
+
+    response = alice_client.post(START, {"character": character.slug})
+
+    assert response.status_code == 415
+    assert not Conversation.objects.exists()
+
+
+def test_a_form_encoded_body_is_not_valid_json(alice, bob):
+    character = make_character(bob)
+    client = client_for(alice, enforce_csrf_checks=True)
+    client.get(reverse("characters:gallery"))
+    token = client.cookies["csrftoken"].value
+
+    response = client.post(
+        START,
+        f"character={character.slug}",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_CSRFTOKEN=token,
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"__all__": ["The body is not valid JSON."]}}
+    assert not Conversation.objects.exists()
+
+
 def test_wrong_method_is_405(alice_client, alice):
     conversation = make_conversation(alice)
 
@@ -117,6 +165,7 @@ def test_absent_persona_means_my_default_and_null_means_none(alice_client, alice
         ({"character": ""}, "character"),
         ({"character": "x" * 81}, "character"),
         ({"character": "no-such-character"}, "character"),
+        ({"character": "a\x00b"}, "character"),
         ({"character": "CHARACTER", "persona": "1"}, "persona"),
         ({"character": "CHARACTER", "persona": True}, "persona"),
         ({"character": "CHARACTER", "persona": 1.5}, "persona"),
@@ -138,6 +187,18 @@ def test_bad_start_requests_get_400_with_field_errors(alice_client, alice, body,
     errors = response.json()["errors"]
     assert list(errors) == [field]
     assert all(isinstance(message, str) and message for message in errors[field])
+    assert not Conversation.objects.exists()
+
+
+def test_a_slug_holding_a_nul_character_names_no_character(alice_client, alice, bob):
+    mine = make_character(alice, visibility=Visibility.PRIVATE)
+    theirs = make_character(bob)
+
+    for slug in (f"{mine.slug}\x00", f"\x00{theirs.slug}", "\x00"):
+        response = post_json(alice_client, {"character": slug})
+
+        assert response.status_code == 400
+        assert response.json() == {"errors": {"character": ["No such character."]}}
     assert not Conversation.objects.exists()
 
 

@@ -6,7 +6,9 @@ import base64
 import copy
 import io
 import json
+import struct
 import zipfile
+import zlib
 from typing import Any
 
 from PIL import Image, PngImagePlugin
@@ -20,6 +22,22 @@ def image_bytes(color: tuple[int, int, int] = (200, 80, 120), fmt: str = "PNG") 
     out = io.BytesIO()
     Image.new("RGB", (32, 48), color).save(out, format=fmt)
     return out.getvalue()
+
+
+def truncated_jpeg() -> bytes:
+    """A JPEG cut in half: Pillow reads its header and verify() passes, but it cannot decode."""
+    out = io.BytesIO()
+    Image.effect_noise((300, 300), 64).convert("RGB").save(out, format="JPEG", quality=95)
+    return out.getvalue()[: len(out.getvalue()) // 2]
+
+
+def png_with_odd_chunk() -> bytes:
+    """A PNG Pillow decodes, holding a chunk whose type has a digit (the PNG spec allows only
+    letters, so the card writer refuses the file)."""
+    data = image_bytes()
+    kind, body = b"ab1_", b"hello"
+    crc = struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return data[:-12] + struct.pack(">I4s", len(body), kind) + body + crc + data[-12:]
 
 
 def png_card(texts: dict[str, str], *, compressed: str = "") -> bytes:

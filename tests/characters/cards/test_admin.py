@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -113,6 +114,27 @@ def test_export_action_zips_several_cards(creator_alice):
 
     names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
     assert sorted(names) == sorted(f"{c.slug}.json" for c in characters)
+
+
+def test_export_action_uses_the_placeholder_for_an_unreadable_avatar_and_says_so(creator_alice):
+    characters = [make_character(creator_alice, name=n) for n in ("Aria", "Bram")]
+    characters[0].avatar.save("face.jpg", ContentFile(corpus.truncated_jpeg()))
+    characters[1].avatar.save("face.png", ContentFile(corpus.image_bytes()))
+    client = _client(creator_alice)
+
+    one = _run_action(client, "export_cards_png", characters[:1])
+    both = _run_action(client, "export_cards_png", characters)
+
+    assert one.status_code == 200
+    assert one["Content-Type"] == "image/png"
+    assert (
+        corpus.decode_chunk(corpus.png_text_chunks(one.content)["ccv3"])["data"]["name"] == "Aria"
+    )
+    cards = zipfile.ZipFile(io.BytesIO(both.content))
+    assert sorted(cards.namelist()) == sorted(f"{c.slug}.png" for c in characters)
+    shown = client.get(CHANGELIST_URL).content.decode()
+    assert shown.count("The avatar of Aria could not be read") == 2
+    assert "The avatar of Bram" not in shown
 
 
 def test_export_action_never_exports_another_creators_character(creator_alice, creator_bob):

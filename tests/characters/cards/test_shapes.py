@@ -6,10 +6,14 @@ import base64
 import io
 import json
 
+import pytest
+from django.http import Http404
 from PIL import Image, PngImagePlugin
 
 from characters.cards.exporting import card_export
 from characters.cards.services import character_import_card
+from characters.models import Visibility
+from characters.selectors import character_get_visible, character_list_visible_to
 from tests.characters.cards import corpus
 
 
@@ -141,6 +145,48 @@ def test_an_avatar_over_the_size_limit_is_shrunk(alice, settings):
     assert result.character.avatar.size <= 150_000
     assert result.character.avatar.name.endswith(".webp")
     assert any("smaller copy" in warning for warning in result.warnings)
+
+
+def _json_card_with_icon(image: bytes, mime: str) -> bytes:
+    card = corpus.v3_card()
+    uri = f"data:{mime};base64," + base64.b64encode(image).decode()
+    card["data"]["assets"] = [{"type": "icon", "uri": uri, "name": "main", "ext": "png"}]
+    return json.dumps(card).encode()
+
+
+def test_an_icon_the_card_writer_cannot_read_is_kept_as_a_re_encoded_copy(alice):
+    data = _json_card_with_icon(corpus.png_with_odd_chunk(), "image/png")
+
+    result = character_import_card(owner=alice, data=data, filename="c.json")
+
+    assert result.character.avatar.name.endswith(".webp")
+    assert any("re-encoded copy" in warning for warning in result.warnings)
+    assert not any("too large" in warning for warning in result.warnings)
+    exported = card_export(character=result.character, fmt="png")
+    assert exported.warnings == ()
+    with Image.open(io.BytesIO(exported.content)) as image:
+        assert image.size == (32, 48)
+
+
+def test_an_icon_that_does_not_decode_is_left_out(alice):
+    data = _json_card_with_icon(corpus.truncated_jpeg(), "image/jpeg")
+
+    result = character_import_card(owner=alice, data=data, filename="c.json")
+
+    assert not result.character.avatar
+    assert any("it was left out" in warning for warning in result.warnings)
+
+
+def test_an_imported_character_and_its_avatar_stay_with_the_importer(alice, bob):
+    data = _json_card_with_icon(corpus.image_bytes(), "image/png")
+
+    character = character_import_card(owner=alice, data=data, filename="c.json").character
+
+    assert (character.owner, character.visibility) == (alice, Visibility.PRIVATE)
+    assert character_get_visible(slug=character.slug, user=alice) == character
+    with pytest.raises(Http404):
+        character_get_visible(slug=character.slug, user=bob)
+    assert character not in character_list_visible_to(user=bob)
 
 
 def test_a_jpeg_avatar_is_exported_inside_a_png_card(alice):

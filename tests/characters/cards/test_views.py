@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import zipfile
 
 import pytest
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
+from PIL import Image
 
 from characters.models import Character, Visibility
 from tests.characters.cards import corpus
@@ -50,7 +56,7 @@ def test_uploading_a_png_card_creates_a_private_character_and_opens_it(alice_cli
     assert response.status_code == 302
     assert response["Location"] == character.get_absolute_url()
     assert (character.owner, character.visibility) == (alice, Visibility.PRIVATE)
-    assert character.avatar.name.startswith("avatars/")
+    assert re.fullmatch(r"avatars/\d{4}/\d{2}/[0-9a-f]{32}\.png", character.avatar.name)
     assert character.lorebook.entries.count() == 5
 
 
@@ -148,3 +154,50 @@ def test_anonymous_visitors_get_404_for_a_private_character_card(client, alice):
     character = make_character(alice, visibility=Visibility.PRIVATE)
 
     assert client.get(_export_url(character, "png")).status_code == 404
+
+
+# Avatars stored before uploads were decoded: Pillow read their headers, but the card writer
+# cannot use them.
+UNREADABLE_AVATARS = [("face.jpg", corpus.truncated_jpeg), ("face.png", corpus.png_with_odd_chunk)]
+
+
+@pytest.mark.parametrize(("name", "make"), UNREADABLE_AVATARS)
+def test_an_unreadable_stored_avatar_gives_a_png_card_with_the_placeholder(
+    client, alice, name, make
+):
+    character = make_character(alice, name="Aria")
+    character.avatar.save(name, ContentFile(make()))
+
+    response = client.get(_export_url(character, "png"))
+
+    assert response.status_code == 200
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.size == (400, 600)  # the placeholder portrait
+    chunks = corpus.png_text_chunks(response.content)
+    assert corpus.decode_chunk(chunks["ccv3"])["data"]["name"] == "Aria"
+
+
+def test_an_avatar_missing_from_storage_leaves_every_format_downloadable(client, alice):
+    character = make_character(alice, name="Aria")
+    character.avatar.save("face.png", ContentFile(corpus.image_bytes()))
+    character.avatar.storage.delete(character.avatar.name)
+
+    responses = {fmt: client.get(_export_url(character, fmt)) for fmt in ("png", "json", "charx")}
+
+    assert {fmt: r.status_code for fmt, r in responses.items()} == dict.fromkeys(responses, 200)
+    archive = zipfile.ZipFile(io.BytesIO(responses["charx"].content))
+    assert archive.namelist() == ["card.json"]
+
+
+def test_only_the_owner_is_told_why_the_card_lacks_the_avatar(alice_client, alice, bob):
+    character = make_character(alice, name="Aria")
+    character.avatar.save("face.jpg", ContentFile(corpus.truncated_jpeg()))
+    bob_client = Client()
+    bob_client.force_login(bob)
+
+    for who in (alice_client, bob_client):
+        assert who.get(_export_url(character, "png")).status_code == 200
+
+    told = "The avatar of Aria could not be read"
+    assert told in alice_client.get(character.get_absolute_url()).content.decode()
+    assert told not in bob_client.get(character.get_absolute_url()).content.decode()
