@@ -125,7 +125,7 @@ class ReplyRunner:
     async def _keep_alive(self) -> None:
         """A reply outliving `CHAT_REPLY_STALE_SECONDS` must not be taken for a dead one (the
         next message would fail it and start a second reply): its turn is touched a few times
-        per that period. Most replies end before the first touch, at no cost."""
+        per that period. Most replies end before the first touch, with no write."""
         interval = settings.CHAT_REPLY_STALE_SECONDS / 3
         while True:
             await asyncio.sleep(interval)
