@@ -90,6 +90,11 @@ class ChatDecoder(Decoder):
         if not isinstance(body, dict):
             raise LLMError(ErrorCode.UPSTREAM_UNAVAILABLE, detail="response body is not an object")
         text = self._frame(body)
+        flags = self.sensitivity
+        if not body.get("choices") and not (flags.input_flagged or flags.output_flagged):
+            # A 200 body without choices or an error code still answered nothing (m2her-wire
+            # §B.3): a failure, not an empty reply.
+            raise LLMError(ErrorCode.UPSTREAM_UNAVAILABLE, detail="the response held no choices")
         self.done = True
         return text
 

@@ -82,16 +82,17 @@ class StreamSession:
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 raise http_error(response.status_code, body, retry_after=retry_after)
             content_type = response.headers.get("content-type", "")
-            if content_type.startswith("application/json"):
-                try:
+            try:
+                if content_type.startswith("application/json"):
                     events = await session._whole_body()
-                except LLMError as exc:
-                    # Native-style failures arrive as HTTP 200; a Retry-After still counts.
-                    if exc.retry_after is None:
-                        exc.retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    raise
-            else:
-                events = await session.next_events()
+                else:
+                    events = await session.next_events()
+            except LLMError as exc:
+                # Native-style failures arrive as HTTP 200 (as JSON, or mislabelled as a
+                # stream); a Retry-After still counts.
+                if exc.retry_after is None:
+                    exc.retry_after = parse_retry_after(response.headers.get("retry-after"))
+                raise
         except BaseException:
             await session.aclose()
             raise

@@ -19,15 +19,22 @@ class SSEEvent(NamedTuple):
 class SSEParser:
     """Feed it byte chunks split anywhere; it returns the events completed so far."""
 
-    __slots__ = ("_data", "_event", "_started", "_tail")
+    __slots__ = ("_cr", "_data", "_event", "_started", "_tail")
 
     def __init__(self) -> None:
         self._tail = b""
         self._event = ""
         self._data: list[str] = []
         self._started = False
+        # The last chunk ended with a CR: it ended a line (a stream may use CR alone), and a LF
+        # opening the next chunk is the rest of that CRLF, not a blank line.
+        self._cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._cr and chunk:
+            self._cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         buf = self._tail + chunk if self._tail else chunk
         if not self._started:
             if len(buf) < len(_BOM) and _BOM.startswith(buf):
@@ -37,18 +44,10 @@ class SSEParser:
             if buf.startswith(_BOM):
                 buf = buf[len(_BOM) :]
         if b"\r" in buf:
-            # A CR at the very end may be the first half of a CRLF split across chunks.
-            if buf.endswith(b"\r"):
-                self._tail = b"\r"
-                buf = buf[:-1]
-            else:
-                self._tail = b""
+            self._cr = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            lines = buf.split(b"\n")
-            self._tail = lines.pop() + self._tail
-        else:
-            lines = buf.split(b"\n")
-            self._tail = lines.pop()
+        lines = buf.split(b"\n")
+        self._tail = lines.pop()
         return self._lines(lines)
 
     def flush(self) -> list[SSEEvent]:
@@ -56,6 +55,7 @@ class SSEParser:
         self._tail = b""
         self._event = ""
         self._data = []
+        self._cr = False
         return []
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:

@@ -269,6 +269,31 @@ async def test_json_error_mislabelled_as_an_event_stream_is_still_classified():
     assert error.code == ErrorCode.AUTH
 
 
+@pytest.mark.parametrize("content_type", ["text/event-stream", "text/plain", ""])
+async def test_a_mislabelled_200_error_keeps_its_retry_after(content_type):
+    body = json.dumps({"base_resp": {"status_code": 1002, "status_msg": "rate limit exceeded"}})
+    backend, _ = recorded_backend(
+        body.encode(), content_type=content_type, headers={"retry-after": "7"}
+    )
+
+    _, _, error = await run_stream(backend)
+
+    assert (error.code, error.retry_after) == (ErrorCode.RATE_LIMITED, 7.0)
+
+
+@pytest.mark.parametrize("choices", [None, [], "absent"])
+async def test_a_200_body_without_choices_is_a_failure_not_an_empty_reply(choices):
+    body = {"id": "x", "base_resp": {"status_code": 0, "status_msg": ""}}
+    if choices != "absent":
+        body["choices"] = choices
+    backend, _ = recorded_backend(json.dumps(body).encode(), content_type="application/json")
+
+    texts, completion, error = await run_stream(backend)
+
+    assert (texts, completion) == ([], None)
+    assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
+
+
 @pytest.mark.parametrize("base_url", ["http://[::1", "ftp://api.example.test", "no-scheme"])
 async def test_a_malformed_base_url_is_a_classified_error(base_url):
     backend = m2her_backend(base_url=base_url, api_key="k", http=FAST_NO_RETRY)

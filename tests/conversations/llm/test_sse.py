@@ -30,6 +30,17 @@ def test_crlf_and_lone_cr_line_endings_are_accepted():
     assert events == [SSEEvent("e", "a"), SSEEvent("", "b"), SSEEvent("", "c")]
 
 
+def test_an_event_ended_by_cr_alone_is_dispatched_at_once():
+    parser = SSEParser()
+
+    assert parser.feed(b"data: a\r\r") == [SSEEvent("", "a")]
+    assert parser.feed(b"data: b\r\r") == [SSEEvent("", "b")]
+
+
+def test_a_crlf_split_between_chunks_is_one_line_ending():
+    assert parse_all([b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]) == [SSEEvent("", "a\nb")]
+
+
 def test_multi_line_data_is_joined_with_newlines():
     events = parse_all([b"data: first\ndata: second\ndata\n\n"])
 
@@ -103,7 +114,11 @@ def test_any_split_of_the_bytes_gives_the_same_events(stream, cuts):
     points = sorted({c % (len(stream) + 1) for c in cuts})
     chunks = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
 
-    assert parse_all(chunks) == parse_all([stream])
+    assert parse_all(chunks) == parse_all([stream]) == parse_all([_lf_only(stream)])
+
+
+def _lf_only(stream: bytes) -> bytes:
+    return stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
 @settings(deadline=None)
