@@ -18,7 +18,6 @@ DEFAULT_PERSONA_NAME = "User"
 CONTINUE_INSTRUCTION = (
     "[Continue your last message from exactly where it stopped. Do not repeat any of it.]"
 )
-PROTECTED_RECENT_TURNS = 6  # the last three exchanges outrank sample dialogues
 
 
 @dataclass(frozen=True)
@@ -164,8 +163,9 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
             kept_from -= 1
             used += history_costs[kept_from]
 
-    take_history(max(len(history) - PROTECTED_RECENT_TURNS, 0))
-    recent_fit = kept_from <= max(len(history) - PROTECTED_RECENT_TURNS, 0)
+    # Sample dialogues are dropped first when the budget is tight (the canonical prompt, and the
+    # card contract's "prune mes_example once real history fills the context"): history first.
+    take_history(0)
 
     samples = [
         (
@@ -180,12 +180,10 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
     ]
     sample_costs = [est.message(u["content"]) + est.message(a["content"]) for u, a in samples]
     samples_kept = 0
-    if recent_fit:
-        # Samples only while the last three exchanges fit; then older history.
+    if kept_from == 0:
         while samples_kept < len(samples) and used + sample_costs[samples_kept] <= budget:
             used += sample_costs[samples_kept]
             samples_kept += 1
-    take_history(0)
 
     messages: list[ChatMessage] = [m for _, m in head]
     parts = [PromptPart(label, m["role"], est.message(m["content"]), True) for label, m in head]
@@ -197,7 +195,7 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
                 "sample_message_user/ai",
                 cost,
                 keep,
-                "" if keep else "trimmed: recent history comes first",
+                "" if keep else "trimmed: history comes first",
             )
         )
         if keep:

@@ -412,7 +412,7 @@ def test_prompt_preview_reports_trimmed_samples(creators, alice_admin, settings)
     response = alice_admin.get(preview_url(character))
 
     assert response.context["result"].samples_trimmed > 0
-    assert "trimmed: recent history comes first" in response.text
+    assert "trimmed: history comes first" in response.text
     assert roles_in(response).count("sample_message_user") < 3
 
 

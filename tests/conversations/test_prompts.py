@@ -188,21 +188,22 @@ def test_samples_are_dropped_before_the_last_three_exchanges():
     assert result.samples_trimmed == 2
     assert "sample_message_user" not in roles(result)
     assert [p.reason for p in result.parts if p.label.startswith("sample")] == [
-        "trimmed: recent history comes first"
+        "trimmed: history comes first"
     ] * 2
 
 
-def test_samples_outrank_history_older_than_three_exchanges():
+def test_samples_are_dropped_before_any_history():
     est = TokenEstimator()
     base = build_prompt(spec(history=history(6), context_tokens=100_000), est)
     oldest = [p.tokens for p in base.parts if p.label in ("history 1", "history 2")]
+    # Room for all history, and for the samples only if two old turns went.
     context = base.estimated_tokens - sum(oldest) + 400
 
     result = build_prompt(spec(history=history(6), context_tokens=context), est)
 
-    assert result.samples_trimmed == 0
-    assert result.history_trimmed == 2
-    assert result.messages[7]["content"] == "Question number 1?"
+    assert result.history_trimmed == 0
+    assert result.samples_trimmed == 2
+    assert result.messages[-1]["content"] == history(6)[-1].content
 
 
 def test_the_newest_turn_is_kept_even_over_budget():
