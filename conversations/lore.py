@@ -85,6 +85,8 @@ class LoreResult:
     fired: tuple[FiredEntry, ...] = field(default_factory=tuple)
     budget_tokens: int = 0
     used_tokens: int = 0
+    # How many of `texts` (the first ones) go before the character's description.
+    before_char: int = 0
 
     @property
     def included(self) -> tuple[FiredEntry, ...]:
@@ -272,4 +274,5 @@ def apply_lorebook(
         (entry for entry, _ in fired if entry.id in kept and texts[entry.id]),
         key=lambda e: (e.position != "before_char", e.insertion_order, e.id),
     )
-    return LoreResult(tuple(texts[e.id] for e in placed), report, budget, used)
+    before = sum(1 for e in placed if e.position == "before_char")
+    return LoreResult(tuple(texts[e.id] for e in placed), report, budget, used, before)

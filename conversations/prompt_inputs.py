@@ -125,7 +125,8 @@ def _with_book(spec: PromptInput, book: LoreBook | None) -> tuple[PromptInput, L
         messages=[turn.content for turn in spec.history],
         budget_tokens=int(prompt_budget * LORE_BUDGET_SHARE),
     )
-    return replace(spec, lore=result.texts), result
+    split = result.before_char
+    return replace(spec, lore_before=result.texts[:split], lore=result.texts[split:]), result
 
 
 def prompt_input_for_new_conversation(

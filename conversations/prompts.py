@@ -59,6 +59,8 @@ class PromptInput:
     # The whole visible history, oldest first; its last turn is the one being answered.
     history: tuple[HistoryTurn, ...] = ()
     lore: tuple[str, ...] = ()
+    # Lore placed before the character's description (`position: before_char`).
+    lore_before: tuple[str, ...] = ()
     continue_last: bool = False
     context_tokens: int = 2048
     reply_tokens: int = 400
@@ -98,19 +100,19 @@ def _message(role: str, content: str, name: str = "") -> ChatMessage:
     return message
 
 
-def _system_content(
-    spec: CharacterSpec, lore: tuple[str, ...], char: str, user: str, seed: str
-) -> str:
+def _system_content(spec: PromptInput, char: str, user: str) -> str:
+    character = spec.character
     sections = [
-        spec.description,
-        f"Personality: {spec.personality}" if spec.personality else "",
-        f"Scenario: {spec.scenario}" if spec.scenario else "",
-        spec.system_prompt,
-        *lore,
-        spec.post_history_instructions,
+        *spec.lore_before,
+        character.description,
+        f"Personality: {character.personality}" if character.personality else "",
+        f"Scenario: {character.scenario}" if character.scenario else "",
+        character.system_prompt,
+        *spec.lore,
+        character.post_history_instructions,
     ]
     return "\n\n".join(
-        expand(s.strip(), char=char, user=user, seed=seed) for s in sections if s.strip()
+        expand(s.strip(), char=char, user=user, seed=spec.seed) for s in sections if s.strip()
     )
 
 
@@ -126,7 +128,7 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
             "system",
             _message(
                 "system",
-                _system_content(spec.character, spec.lore, char, user, spec.seed),
+                _system_content(spec, char, user),
                 spec.character.name,
             ),
         ),

@@ -260,6 +260,23 @@ def test_new_conversation_prompt_carries_fired_lore_and_reports_it(alice):
     assert prompt_input_for_new_conversation(character=character).lore == spec.lore
 
 
+def test_before_char_lore_opens_the_system_message_and_after_char_follows_the_card(alice):
+    character = make_character(
+        alice, description="DESCRIPTION", system_prompt="SYSPROMPT", greeting="The market opens."
+    )
+    book = _book(character)
+    LorebookEntry.objects.create(
+        lorebook=book, keys=["market"], content="BEFORE", position="before_char"
+    )
+    LorebookEntry.objects.create(lorebook=book, keys=["market"], content="AFTER")
+
+    spec, _ = prompt_preview_for_new_conversation(character=character)
+    system = build_prompt(spec).messages[0]["content"]
+
+    assert system.index("BEFORE") < system.index("DESCRIPTION")
+    assert system.index("SYSPROMPT") < system.index("AFTER")
+
+
 def test_conversation_prompt_scans_the_stored_turns(alice):
     from conversations.services.conversations import conversation_create
 
