@@ -87,14 +87,16 @@ def _int(frame: dict[str, Any], key: str, *, optional: bool = False, minimum: in
     return value
 
 
-def _text(frame: dict[str, Any]) -> str:
+def _text(frame: dict[str, Any], *, limited: bool = True) -> str:
+    """The frame's text; `limited` applies the message length limit (an edit of a reply may be
+    as long as the reply, so a turn edit is checked where its role is known)."""
     text = frame.get("text")
     if not isinstance(text, str):
         raise ProtocolError("bad_frame", "`text` must be a string.")
     text = text.strip()
     if not text:
         raise ProtocolError("empty", "The message is empty.")
-    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+    if limited and len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ProtocolError(
             "too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
         )
@@ -138,7 +140,7 @@ def parse_client_message(raw: str | None) -> ClientMessage:
             turn_id=_int(frame, "turn_id", minimum=1), index=_int(frame, "index", minimum=1)
         )
     if kind == "turn.edit":
-        return EditTurn(turn_id=_int(frame, "turn_id", minimum=1), text=_text(frame))
+        return EditTurn(turn_id=_int(frame, "turn_id", minimum=1), text=_text(frame, limited=False))
     if kind == "turn.delete":
         return DeleteTurn(turn_id=_int(frame, "turn_id", minimum=1))
     if kind == "sync":

@@ -366,6 +366,10 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
 
 def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text: str) -> ReplyStart:
     """Store an edited user turn as a new branch (the old one stays, hidden) and reply to it."""
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatActionError(
+            "too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
+        )
     with transaction.atomic():
         first = lock_conversation(
             conversation_id=conversation_id, count=3, replying_user_id=user_id

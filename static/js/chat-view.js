@@ -41,6 +41,8 @@ export class TranscriptView {
     this.act = act;
     this.pendingActions = pending;
     this.last = { turns: [], locked: true };
+    // The editor whose text was sent: it stays open until the server takes the edit.
+    this.saving = null;
   }
 
   node(id) {
@@ -49,6 +51,11 @@ export class TranscriptView {
 
   // Draw a turn; `keepBody` leaves its text as it is (the server's rendering, or the same text).
   render(turn, { keepBody = false } = {}) {
+    if (this.saving && this.saving.id === turn.id) {
+      const { close } = this.saving;
+      this.saving = null;
+      close();  // the edit was taken; the turn is drawn as the server has it
+    }
     let node = this.node(turn.id);
     const fresh = !node;
     if (fresh) {
@@ -66,6 +73,7 @@ export class TranscriptView {
   }
 
   remove(id) {
+    if (this.saving && this.saving.id === id) this.saving = null;
     const node = this.node(id);
     if (node) node.remove();
   }
@@ -175,18 +183,26 @@ export class TranscriptView {
     const node = this.node(turn.id);
     if (!node) return;
     node.dataset.editing = "1";
-    const area = el("textarea", { className: "edit-input", rows: 4, maxlength: this.maxChars,
-      "aria-label": "Edit message" });
+    // A message is limited; a reply may be as long as the model made it.
+    const area = el("textarea", { className: "edit-input", rows: 4,
+      maxlength: turn.role === "user" ? this.maxChars : null, "aria-label": "Edit message" });
     area.value = turn.content;
     const close = () => {
+      if (this.saving && this.saving.id === turn.id) this.saving = null;
       delete node.dataset.editing;
       node.dataset.sig = "";
       this.renderBody(this.turnNow(turn));
+      this.renderNotice(node, this.turnNow(turn));
       this.redraw();
     };
+    const saveButton = button(turn.role === "user" ? "Save and send" : "Save", () => save(),
+      "act primary");
     const save = () => {
       const text = area.value.trim();
-      if (text && this.act({ type: "turn.edit", turn_id: turn.id, text })) close();
+      if (!text || !this.act({ type: "turn.edit", turn_id: turn.id, text })) return;
+      // Kept open until the server takes it: a refused edit keeps its text (editorRefused).
+      area.disabled = saveButton.disabled = true;
+      this.saving = { id: turn.id, area, saveButton, close };
     };
     area.addEventListener("keydown", (e) => {
       if (e.key === "Escape") close();
@@ -196,10 +212,21 @@ export class TranscriptView {
       }
     });
     node.querySelector(".turn-body").replaceChildren(area);
-    node.querySelector(".turn-actions").replaceChildren(
-      button(turn.role === "user" ? "Save and send" : "Save", save, "act primary"),
-      button("Cancel", close));
+    node.querySelector(".turn-actions").replaceChildren(saveButton, button("Cancel", close));
     area.focus();
+  }
+
+  // The server refused the edit being saved: its editor opens again, with the reason.
+  editorRefused(message) {
+    const saving = this.saving;
+    this.saving = null;
+    const node = saving && this.node(saving.id);
+    if (!node) return false;
+    saving.area.disabled = saving.saveButton.disabled = false;
+    node.querySelector(".turn-notice").replaceChildren(
+      el("p", { className: "turn-error", role: "alert", text: message }));
+    saving.area.focus();
+    return true;
   }
 
   // The newest state of a turn whose editor closes (events may have changed it meanwhile).

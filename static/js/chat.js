@@ -13,6 +13,10 @@ const GAP_RESYNC_DELAY_MS = 1000;
 const PIN_SLACK_PX = 80;
 const NOTICE_MS = 6000;
 const MAX_BUSY_RETRIES = 3;
+// A reply that sends nothing for this long is asked about (a lost frame or a half-open socket
+// would otherwise leave it "typing…" for good); after Stop, sooner.
+const STALL_SYNC_MS = 15000;
+const STOP_SYNC_MS = 3000;
 const FINISHED = { "reply.completed": "complete", "reply.stopped": "stopped", "reply.failed": "failed" };
 const CLOSED_FOR_GOOD = {
   4401: "You are signed out. Reload the page to log in again.",
@@ -54,6 +58,7 @@ class Chat {
     this.outbox = [];
     this.inFlight = null;
     this.lastAction = null;
+    this.stopAsked = false;
     this.loadingOlder = false;
     this.timers = {};
 
@@ -141,12 +146,24 @@ class Chat {
     if (final) {
       this.closedForGood = true;
       this.setConn("closed", final);
+      this.returnUnsent();
     } else {
       const delay = backoffDelay(this.attempt++);
       this.setConn("offline", `Offline — reconnecting in ${Math.ceil(delay / 1000)} s`);
       this.timers.reconnect = setTimeout(() => this.connect(), delay);
     }
     this.refresh();
+  }
+
+  // Closed for good (signed out, conversation gone): what was not sent goes back into the
+  // composer, where it can still be copied before the page is left.
+  returnUnsent() {
+    const texts = this.outbox.map((m) => m.text);
+    for (const item of this.outbox) this.view.removePending(item);
+    this.outbox = [];
+    this.inFlight = null;
+    if (texts.length) this.input.value = [this.input.value, ...texts].filter(Boolean).join("\n\n");
+    this.autosize();
   }
 
   reconnectNow() {
@@ -180,11 +197,23 @@ class Chat {
   // -- incoming frames --
 
   onFrame(msg) {
-    if (msg.type === "error") return this.onError(msg);
-    if (msg.type === "sync.state") return this.onSyncState(msg);
-    if (typeof msg.seq !== "number") return;
-    if (this.syncing) this.buffer.push(msg);
+    if (msg.type === "error") this.onError(msg);
+    else if (msg.type === "sync.state") this.onSyncState(msg);
+    else if (typeof msg.seq !== "number") return;
+    else if (this.syncing) this.buffer.push(msg);
     else this.applyEvent(msg);
+    this.watchStream(STALL_SYNC_MS);
+  }
+
+  watchStream(ms) {
+    clearTimeout(this.timers.stall);
+    if (!this.busy) {
+      this.stopAsked = false;
+      return;
+    }
+    // After Stop, the words already on their way must not put the check off for long.
+    const wait = this.stopAsked ? Math.min(ms, STOP_SYNC_MS) : ms;
+    this.timers.stall = setTimeout(() => this.requestSync(), wait);
   }
 
   applyEvent(msg) {
@@ -291,6 +320,12 @@ class Chat {
   onError(msg) {
     const action = this.lastAction;
     this.lastAction = null;
+    // A frame that failed on the server may have changed something: the sync tells.
+    const resync = ["busy", "not_found", "server_error"].includes(msg.code);
+    if (action && action.type === "turn.edit" && this.view.editorRefused(msg.message || "The edit was not saved.")) {
+      if (resync) this.requestSync();
+      return;
+    }
     if (action && action.type === "message.send" && this.inFlight === action.clientId) {
       // Frames are answered in order and only one message is in flight: this error is its.
       this.inFlight = null;
@@ -303,10 +338,11 @@ class Chat {
       }
       item.error = msg.message || "The message could not be sent.";
       this.refresh();
+      if (msg.code === "server_error") this.requestSync();  // stored after all, the sync says
       return;
     }
     this.showNotice(msg.message || "That did not work.");
-    if (msg.code === "busy" || msg.code === "not_found") this.requestSync();
+    if (resync) this.requestSync();
   }
 
   // -- state --
@@ -339,11 +375,12 @@ class Chat {
   // Redraw what depends on the whole state: actions, the composer, pending bubbles.
   refresh() {
     const ordered = [...this.turns.values()].sort((a, b) => a.seq - b.seq);
-    this.view.refreshActions(ordered, this.busy || !this.ready);
+    // While a message is on its way, an action's error could not be told from the message's.
+    this.view.refreshActions(ordered, this.busy || !this.ready || this.inFlight !== null);
     for (const item of this.outbox) this.view.pending(item, this.pendingState(item));
     this.stopButton.hidden = !this.busy;
     this.sendButton.textContent = this.busy ? "Queue" : "Send";
-    this.input.disabled = this.closedForGood;
+    this.input.readOnly = this.closedForGood;
     this.sendButton.disabled = this.closedForGood;
     this.root.classList.toggle("is-busy", this.busy);
     this.older.hidden = !this.hasMore;
@@ -352,6 +389,10 @@ class Chat {
   act(frame) {
     if (!this.ready) {
       this.showNotice("Not connected yet — try again in a moment.");
+      return false;
+    }
+    if (this.inFlight !== null) {
+      this.showNotice("Your message is on its way — try again in a moment.");
       return false;
     }
     this.lastAction = { type: frame.type };
@@ -412,7 +453,10 @@ class Chat {
   }
 
   stop() {
-    if (this.busy) this.act({ type: "reply.stop" });
+    if (this.busy && this.act({ type: "reply.stop" })) {
+      this.stopAsked = true;
+      this.watchStream(STOP_SYNC_MS);
+    }
   }
 
   flushOutbox() {

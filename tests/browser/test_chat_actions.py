@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Role, Turn, TurnStatus
+from conversations.services.conversations import conversation_delete
 from tests.browser.pages import (
     LONG,
     LONG_WORDS,
@@ -15,6 +16,7 @@ from tests.browser.pages import (
     REPLY_TIMEOUT,
     TURNS,
     body_text,
+    log_in,
     open_chat,
     reply_complete,
     reply_streaming,
@@ -184,3 +186,94 @@ def test_two_tabs_show_the_same_conversation_live(chat_page: Page, new_page, ali
     reply_complete(chat_page, 2)
     stored = visible_turns(conversation)[-1]
     assert body_text(other, stored.pk) == body_text(chat_page, stored.pk) == squash(stored.content)
+
+
+def test_a_refused_edit_keeps_its_editor_and_its_text(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "I like tea.")
+    reply_complete(chat_page, 2)
+    user = chat_page.locator(f"#turn-{visible_turns(conversation)[1].pk}")
+    user.get_by_role("button", name="Edit").click()
+    editor = user.locator("textarea.edit-input")
+    editor.fill("I like coffee.")
+    send(chat_page, LONG)  # while this reply streams, the edit is refused as busy
+    reply_streaming(chat_page, 3)
+    user.get_by_role("button", name="Save and send").click()
+
+    expect(user.locator(".turn-error")).to_contain_text("already being written")
+    expect(editor).to_have_value("I like coffee.")
+    expect(editor).to_be_enabled()
+    assert [t.content for t in visible_turns(conversation)][1] == "I like tea."
+
+
+def test_a_reply_may_be_edited_beyond_the_message_limit(chat_page: Page, alice_chat):
+    send(chat_page, "Hello!")
+    reply = reply_complete(chat_page, 2)
+    reply.get_by_role("button", name="Edit").click()
+
+    assert reply.locator("textarea.edit-input").get_attribute("maxlength") is None
+    chat_page.locator(USERS).last.get_by_role("button", name="Edit").click()
+    limit = chat_page.locator(USERS).last.locator("textarea.edit-input").get_attribute("maxlength")
+    assert int(limit or 0) > 0
+
+
+def test_a_reply_whose_last_event_was_lost_is_asked_about_after_stop(new_page, server, alice_chat):
+    alice, conversation = alice_chat
+    page = new_page()
+    log_in(page, alice, server)
+
+    def drop_outcomes(ws):
+        upstream = ws.connect_to_server()
+
+        def to_page(message):
+            if '"type": "reply.completed"' not in str(
+                message
+            ) and '"type": "reply.stopped"' not in str(message):
+                ws.send(message)
+
+        upstream.on_message(to_page)
+
+    page.route_web_socket(re.compile(r".*/ws/conversations/.*"), drop_outcomes)
+    open_chat(page, conversation)
+    send(page, LONG)
+    reply_streaming(page, 2)
+    page.locator("#stop-button").click()
+
+    # The outcome never reaches the page; the sync after Stop brings it.
+    expect(page.locator(REPLIES).last).not_to_have_class(re.compile("is-streaming"), timeout=10_000)
+    expect(page.locator("#stop-button")).to_be_hidden()
+    stored = visible_turns(conversation)[-1]
+    assert stored.status == TurnStatus.STOPPED
+    assert squash(body_text(page, stored.pk)) == squash(stored.content)
+
+
+def test_a_message_the_server_can_no_longer_take_goes_back_to_the_composer(
+    chat_page: Page, alice_chat
+):
+    alice, conversation = alice_chat
+    conversation_delete(owner=alice, conversation=conversation)  # in another tab, say
+    send(chat_page, "Are you still there?")
+
+    expect(chat_page.locator("#chat-conn")).to_have_text("This conversation is not available.")
+    box = chat_page.locator("#composer-input")
+    expect(box).to_have_value("Are you still there?")
+    expect(box).to_have_attribute("readonly", "")
+    expect(chat_page.locator("#turns > li.is-pending")).to_have_count(0)
+
+
+def test_no_other_action_goes_out_while_a_message_is_on_its_way(chat_page: Page, alice_chat):
+    # Otherwise an error for the message could be taken for the action's, leaving the message
+    # "sending…" for good.
+    acted = chat_page.evaluate(
+        """() => {
+          const chat = window.companion.chat;
+          chat.input.value = "a\\u0000b";
+          chat.submit();
+          return chat.act({ type: "reply.continue" });
+        }"""
+    )
+
+    assert acted is False
+    pending = chat_page.locator("#turns > li.is-pending")
+    expect(pending).to_contain_text("not sent")
+    expect(pending.get_by_role("button", name="Discard")).to_be_visible()

@@ -208,3 +208,25 @@ async def test_a_character_made_private_can_be_read_but_not_continued(m2her, own
     assert (await collect_until(ws2, "reply.completed"))[-1]["content"] == "You said: Hello me"
     await ws.disconnect()
     await ws2.disconnect()
+
+
+async def test_a_reply_longer_than_a_message_can_be_edited_but_a_message_cannot(
+    m2her, conversation, owner, settings
+):
+    settings.CHAT_MAX_MESSAGE_CHARS = 20
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "Hi")
+    done = (await collect_until(ws, "reply.completed"))[-1]
+    long_text = "A reply much longer than any message."
+    await send(ws, type="turn.edit", turn_id=done["turn_id"], text=long_text)
+    updated = await receive(ws)
+    assert (updated["type"], updated["turn"]["content"]) == ("turn.updated", long_text)
+    user_turn = (await stored_turns(conversation))[-2]
+    assert user_turn == ("user", "Hi", "complete")
+    before = await stored_turns(conversation)
+    user_id = done["turn_id"] - 1
+    await send(ws, type="turn.edit", turn_id=user_id, text=long_text)
+    refused = await receive(ws)
+    assert (refused["type"], refused["code"]) == ("error", "too_long")
+    assert await stored_turns(conversation) == before
+    await ws.disconnect()
