@@ -439,7 +439,7 @@ class Chat {
 
   submit() {
     const text = this.input.value.trim();
-    if (!text) return;
+    if (!text || this.closedForGood) return;
     if (text.length > this.config.max_chars) {
       this.showNotice(`That message is too long (at most ${this.config.max_chars} characters).`);
       return;

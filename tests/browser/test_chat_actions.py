@@ -259,6 +259,9 @@ def test_a_message_the_server_can_no_longer_take_goes_back_to_the_composer(
     expect(box).to_have_value("Are you still there?")
     expect(box).to_have_attribute("readonly", "")
     expect(chat_page.locator("#turns > li.is-pending")).to_have_count(0)
+    box.press("Enter")  # nothing can be sent now: the text stays where it can be copied
+    expect(box).to_have_value("Are you still there?")
+    expect(chat_page.locator("#turns > li.is-pending")).to_have_count(0)
 
 
 def test_no_other_action_goes_out_while_a_message_is_on_its_way(chat_page: Page, alice_chat):
