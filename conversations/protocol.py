@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 
-from conversations.text import is_storable
+from conversations.text import is_storable, too_long_message
 
 MAX_FRAME_BYTES = 64 * 1024
 # The largest number a database column here holds; a larger `after_seq` means "after everything".
@@ -97,9 +97,7 @@ def _text(frame: dict[str, Any], *, limited: bool = True) -> str:
     if not text:
         raise ProtocolError("empty", "The message is empty.")
     if limited and len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ProtocolError(
-            "too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
-        )
+        raise ProtocolError("too_long", too_long_message())
     if not is_storable(text):
         raise ProtocolError(
             "bad_frame", "`text` holds a NUL character or an unpaired surrogate escape."

@@ -28,6 +28,7 @@ from conversations.prompt_inputs import (
 )
 from conversations.prompts import PromptInput
 from conversations.services.sequence import conversation_allocate_seq
+from conversations.text import too_long_message
 from conversations.wire import event, turn_to_wire, turns_to_wire
 
 # A runner that died mid-reply may have sent numbers the database never saw; jump past them.
@@ -197,15 +198,19 @@ _insert_turn = Compiled(
 )
 
 
-def _check_character_usable(conversation: Conversation, user_id: int) -> None:
-    """A character its creator made private after this conversation began is theirs again: the
-    conversation can still be read, but not continued."""
+def _conversation_for_reply(conversation_id: UUID, user_id: int) -> Conversation:
+    """The conversation with what its prompt needs, if its character may still answer the user.
+
+    A character its creator made private after this conversation began is theirs again: the
+    conversation can still be read, but not continued.
+    """
+    conversation = conversation_for_prompt(conversation_id=conversation_id)
     character = conversation.character
     if character.visibility != Visibility.PRIVATE or character.owner_id == user_id:
-        return
+        return conversation
     user = get_user_model().objects.filter(pk=user_id).first()  # only here: a superuser may
     if user is not None and character.is_visible_to(user):
-        return
+        return conversation
     raise ChatActionError(
         "invalid", f"{character.name} is private now: this conversation can be read, not continued."
     )
@@ -223,8 +228,7 @@ def reply_begin_for_message(
             first = lock_conversation(
                 conversation_id=conversation_id, count=2, replying_user_id=user_id
             )
-            conversation = conversation_for_prompt(conversation_id=conversation_id)
-            _check_character_usable(conversation, user_id)
+            conversation = _conversation_for_reply(conversation_id, user_id)
             # One read gives both the new turn's parent and the prompt's history.
             recent = recent_turns(conversation_id=conversation_id)
             user_turn = Turn(
@@ -318,8 +322,7 @@ def reply_begin_regenerate(
         first = lock_conversation(
             conversation_id=conversation_id, count=2, replying_user_id=user_id
         )
-        conversation = conversation_for_prompt(conversation_id=conversation_id)
-        _check_character_usable(conversation, user_id)
+        conversation = _conversation_for_reply(conversation_id, user_id)
         visible = Turn.objects.filter(conversation_id=conversation_id, active=True)
         target = (
             visible.filter(pk=turn_id).first()
@@ -341,8 +344,7 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
         first = lock_conversation(
             conversation_id=conversation_id, count=1, replying_user_id=user_id
         )
-        conversation = conversation_for_prompt(conversation_id=conversation_id)
-        _check_character_usable(conversation, user_id)
+        conversation = _conversation_for_reply(conversation_id, user_id)
         target = last_visible_turn(conversation_id)
         if target is None or target.role != Role.ASSISTANT or not target.content:
             raise ChatActionError("invalid", "Only a reply with text can be continued.")
@@ -367,15 +369,12 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
 def reply_begin_edit(*, conversation_id: UUID, user_id: int, turn_id: int, text: str) -> ReplyStart:
     """Store an edited user turn as a new branch (the old one stays, hidden) and reply to it."""
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ChatActionError(
-            "too_long", f"Messages are limited to {settings.CHAT_MAX_MESSAGE_CHARS} characters."
-        )
+        raise ChatActionError("too_long", too_long_message())
     with transaction.atomic():
         first = lock_conversation(
             conversation_id=conversation_id, count=3, replying_user_id=user_id
         )
-        conversation = conversation_for_prompt(conversation_id=conversation_id)
-        _check_character_usable(conversation, user_id)
+        conversation = _conversation_for_reply(conversation_id, user_id)
         target = Turn.objects.filter(
             conversation_id=conversation_id, pk=turn_id, active=True, role=Role.USER
         ).first()
