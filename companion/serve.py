@@ -1,4 +1,5 @@
-"""`python -m companion.serve [daphne's arguments]`: daphne, on uvloop's event loop.
+"""`python -m companion.serve [daphne's arguments]`: daphne, on uvloop's event loop, with TCP
+connections that write at once (`companion.tcp`).
 
 daphne runs Twisted on an asyncio loop that it creates when `daphne.server` is first imported,
 so the loop policy is set before that import. Every wake-up of a streaming reply (a token from the
@@ -12,10 +13,14 @@ import asyncio
 
 import uvloop
 
+from companion import tcp
+
 
 def install() -> None:
-    """Make new event loops uvloop's; call before anything imports `daphne.server`."""
+    """Make new event loops uvloop's and TCP connections write at once; call before anything
+    imports `daphne.server`."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    tcp.install()
 
 
 def main() -> None:

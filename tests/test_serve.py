@@ -1,4 +1,5 @@
-"""`python -m companion.serve` runs daphne's Twisted reactor on uvloop's event loop."""
+"""`python -m companion.serve` runs daphne's Twisted reactor on uvloop's event loop, with TCP
+connections that write at once."""
 
 import os
 import subprocess
@@ -12,14 +13,16 @@ from companion.serve import install
 install()
 import daphne.server
 import uvloop
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
+from companion.tcp import PromptWriteServer
 assert isinstance(daphne.server.twisted_loop, uvloop.Loop), type(daphne.server.twisted_loop)
 assert reactor._asyncioEventloop is daphne.server.twisted_loop
+assert tcp.Port.transport is PromptWriteServer, tcp.Port.transport
 print("ok")
 """
 
 
-def test_daphne_runs_on_uvloop():
+def test_daphne_runs_on_uvloop_with_prompt_writes():
     # A fresh interpreter: daphne makes its loop once, when `daphne.server` is first imported.
     done = subprocess.run(
         [sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=60
