@@ -1,6 +1,7 @@
 // The transcript's DOM: one <li> per turn (the same markup the server renders in
 // templates/conversations/_turn.html), the actions under each, the inline editor and the
-// bubbles of messages not yet stored. Text goes in through text nodes only.
+// bubbles of messages not yet stored. Text goes in through text nodes, or as the sanitised
+// markup of chat-text.js.
 import { renderText } from "./chat-text.js";
 
 export function el(tag, props, ...children) {
@@ -34,7 +35,8 @@ const FILTERED_HINT =
 export class TranscriptView {
   // `act(frame)` sends a client frame and says whether it could; `pending` has the outbox's
   // `retry(item)` and `discard(item)`.
-  constructor(list, { userName, maxChars, act, pending }) {
+  // `keepPinned(draw)` runs a streaming reply's delayed redraw (the page keeps following it).
+  constructor(list, { userName, maxChars, act, pending, keepPinned }) {
     this.list = list;
     this.userName = userName;
     this.maxChars = maxChars;
@@ -43,6 +45,9 @@ export class TranscriptView {
     this.last = { turns: [], locked: true };
     // The editor whose text was sent: it stays open until the server takes the edit.
     this.saving = null;
+    // A streaming reply's next redraw: its whole text is rendered again each time.
+    this.keepPinned = keepPinned || ((draw) => draw());
+    this.streamDraw = { turn: null, timer: null, notBefore: 0 };
   }
 
   node(id) {
@@ -67,7 +72,9 @@ export class TranscriptView {
     node.dataset.seq = turn.seq;
     node.dataset.status = turn.status;
     this.renderMeta(node, turn);
-    if (fresh || !keepBody) this.renderBody(turn);
+    // A redraw still waiting means the text shown is behind: it is drawn now, from the newest.
+    const behind = this.cancelStreamDraw(turn.id);
+    if (fresh || !keepBody || behind) this.renderBody(turn);
     this.renderNotice(node, turn);
     node.dataset.sig = "";
   }
@@ -98,6 +105,52 @@ export class TranscriptView {
     }
     node.querySelector(".turn-meta").replaceChildren(
       el("span", { className: "turn-name", text: turn.name }), ...badges);
+  }
+
+  // Redraw a streaming reply's text. Each redraw renders the whole text, so a long reply is
+  // redrawn less often: after a redraw the next waits four times as long as it took, which keeps
+  // rendering to about a fifth of the page's time however long the reply grows. The newest text
+  // is always the one drawn.
+  renderStreaming(turn) {
+    const draw = this.streamDraw;
+    if (draw.turn && draw.turn.id !== turn.id) {
+      // Another reply's text is waiting: it is drawn before this one takes the slot.
+      clearTimeout(draw.timer);
+      draw.timer = null;
+      this.drawStreaming();
+    }
+    draw.turn = turn;
+    if (draw.timer !== null) return;
+    const wait = draw.notBefore - performance.now();
+    if (wait <= 0) {
+      this.drawStreaming();
+    } else {
+      draw.timer = setTimeout(() => {
+        draw.timer = null;
+        this.keepPinned(() => this.drawStreaming());
+      }, wait);
+    }
+  }
+
+  drawStreaming() {
+    const draw = this.streamDraw;
+    const turn = draw.turn;
+    draw.turn = null;
+    if (!turn) return;
+    const started = performance.now();
+    this.renderBody(turn);
+    const took = performance.now() - started;
+    draw.notBefore = started + took * 5;
+  }
+
+  // Drop the waiting redraw of turn `id`; true when there was one.
+  cancelStreamDraw(id) {
+    const draw = this.streamDraw;
+    if (!draw.turn || draw.turn.id !== id) return false;
+    clearTimeout(draw.timer);
+    draw.timer = null;
+    draw.turn = null;
+    return true;
   }
 
   renderBody(turn) {

@@ -76,6 +76,7 @@ class Chat {
       userName: config.user_name,
       maxChars: config.max_chars,
       act: (frame) => this.act(frame),
+      keepPinned: (draw) => this.keepPinned(draw),
       pending: {
         retry: (item) => {
           item.error = null;
@@ -296,7 +297,7 @@ class Chat {
         turn.content = (turn.content || "") + (msg.text || "");
         turn.status = "streaming";
         this.streamingId = turn.id;
-        this.view.renderBody(turn);
+        this.view.renderStreaming(turn);
         return;
       } else if (FINISHED[msg.type]) {
         this.finish(turn, msg);

@@ -34,6 +34,18 @@ SAMPLES = [
     "* star item\n* another",
     "line one\n\n\n\nline after blank lines",
     "",
+    # Cases a hand-written renderer got wrong: the page now runs the parser the server ports.
+    "[wiki](https://en.example.org/wiki/Foo_(bar)) after",
+    "Tom &amp; Jerry &copy; &#169; &nbsp;x &unknown;",
+    "1984. was the year\n1985. came next",
+    "*a _b `c [d **e " * 40,
+    "- outer\n  - inner *em*\n- back out",
+    "Setext looking\n===\nstill text",
+    "[relative](/admin/) and [mail](mailto:aria@example.com) and https://bare.example/",
+    "<span>raw</span> <!-- comment --> &lt;b&gt;",
+    "> quote\ncontinued lazily\n\n> second",
+    "`` code with ` tick `` and ```unclosed",
+    "[no host](http://) and [bad port](http://a.example:99999/) and [ok](https://a.example:8443/)",
 ]
 
 # Render both versions inside real .turn-body elements (so chat.css applies) and describe what
@@ -56,7 +68,7 @@ DESCRIBE = """([serverHtml, text]) => {
   const describe = (body) => ({
     text: body.innerText,
     tags: [...body.querySelectorAll("*")].filter((n) => n.tagName !== "BR")
-      .map((n) => n.tagName + (n.getAttribute("href") ? `[${n.getAttribute("href")}]` : "")),
+      .map((n) => [n.tagName, ...["href", "start", "rel"].map((a) => n.getAttribute(a))].join(" ")),
   });
   const out = [describe(server), describe(client)];
   server.parentNode.remove();
