@@ -6,7 +6,7 @@ asyncio reactor that is two `epoll_ctl` calls, a loop callback and Twisted's log
 websocket frame, and a streamed reply is one frame per two or three words. asyncio's own
 transports try the socket first; this does the same, and falls back to Twisted's queue whenever
 anything is already queued (so bytes keep their order), the socket takes only part of the bytes,
-or the connection is closing or uses TLS started on it.
+the connection is closing or aborted or uses TLS started on it, or a pull producer feeds it.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ class PromptWriteServer(tcp.Server):
             and self.connected
             and not self.TLS
             and not self.disconnecting
+            and not self._aborting
             and not self._writeDisconnecting
             and not self._writeDisconnected
             and not self._tempDataBuffer
             and self.offset == len(self.dataBuffer)
+            # A pull producer is asked for more only when the reactor writes.
+            and (self.producer is None or self.streamingProducer)
         ):
             sent = self.writeSomeData(data)
             # An error (returned, not raised) is left to the queue: the reactor's write then

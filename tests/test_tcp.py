@@ -13,19 +13,19 @@ import pytest
 from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from companion.tcp import PromptWriteServer, install
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[PromptWriteServer, socket.socket, MemoryReactor]]:
+def pair() -> Iterator[tuple[PromptWriteServer, socket.socket, MemoryReactorClock]]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         peer = socket.create_connection(listener.getsockname())
         accepted, address = listener.accept()
     accepted.setblocking(False)
-    reactor = MemoryReactor()
+    reactor = MemoryReactorClock()
     # Twisted's own stand-ins for a reactor and a protocol (zope interfaces, unknown to mypy);
     # no listening port: the transport is made as a port makes it after accept().
     protocol: Any = Protocol()
@@ -93,6 +93,42 @@ def test_a_closing_connection_queues_its_last_bytes_for_the_reactor(pair):
     assert transport in reactor.writers
     transport.doWrite()
     assert receive(peer, 7) == b"goodbye"
+
+
+def test_an_aborted_connection_sends_nothing_more(pair):
+    transport, peer, _reactor = pair
+    transport.abortConnection()
+    transport.write(b"late frame")
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):  # on loopback, bytes sent would be here already
+        peer.recv(100)
+
+
+class Chunks:
+    """A pull producer: writes its next chunk each time the transport asks for more."""
+
+    def __init__(self, transport: PromptWriteServer, chunks: list[bytes]) -> None:
+        self.transport = transport
+        self.chunks = chunks
+
+    def resumeProducing(self) -> None:
+        if self.chunks:
+            self.transport.write(self.chunks.pop(0))
+        else:
+            self.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        self.chunks = []
+
+
+def test_a_pull_producer_is_asked_for_more_until_it_is_done(pair):
+    transport, peer, reactor = pair
+    transport.registerProducer(Chunks(transport, [b"one ", b"two ", b"three"]), False)
+    for _ in range(10):  # the reactor's part: write whenever the transport asks to
+        if transport not in reactor.writers:
+            break
+        transport.doWrite()
+    assert receive(peer, 13) == b"one two three"
 
 
 def test_install_makes_daphnes_tcp_ports_use_it():
