@@ -197,9 +197,14 @@ def decorators(content: str) -> set[str]:
     return {line.strip()[2:].split()[0].lower() for line in lines if not line.startswith("@@@")}
 
 
+def messages_scanned(scan_depth: int | None) -> int:
+    """How many of the newest messages a book with this `scan_depth` matches its keys against."""
+    return DEFAULT_SCAN_DEPTH if scan_depth is None else min(scan_depth, MAX_SCAN_DEPTH)
+
+
 def scan_window(messages: Sequence[str], scan_depth: int | None) -> str:
     """The text keys are matched against: the last `scan_depth` messages, newest last."""
-    depth = DEFAULT_SCAN_DEPTH if scan_depth is None else min(scan_depth, MAX_SCAN_DEPTH)
+    depth = messages_scanned(scan_depth)
     recent = list(messages[-depth:]) if depth > 0 else []
     return "\n".join(recent)[-MAX_SCAN_CHARS:]
 

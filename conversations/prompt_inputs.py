@@ -8,17 +8,25 @@ from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
 from django.db.models import Model
+from django.db.models.sql import Query
 
 from characters.models import Character, Lorebook, LorebookEntry, Persona, SampleDialogue, Scene
 from companion.compiled import Compiled, M, columns, instance
 from conversations.llm.factory import context_tokens
-from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook
+from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook, messages_scanned
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompts import CharacterSpec, HistoryTurn, PersonaSpec, PromptInput, SceneSpec
-from conversations.tokens import CALL_OVERHEAD_TOKENS
+from conversations.tokens import CALL_OVERHEAD_TOKENS, default_estimator
 
 # The budget trims far below this; the cap only bounds what one query loads.
 HISTORY_FETCH_LIMIT = 400
+# A prompt is usually filled by far fewer turns than the cap, so a reply's start reads this many
+# first, and up to the cap only when older turns could still fit (a long context window, short
+# turns, a lorebook scanning deeper). Reading and weighing 400 turns per message cost ~1 ms in the
+# start transaction and ~1 ms of prompt building on the event loop, in long conversations.
+HISTORY_FIRST_READ = 48
+# The estimator's scale may move a little between this read and the prompt's assembly.
+HISTORY_FILL_MARGIN = 1.25
 PREVIEW_USER_TEXT = "Hello!"
 # Lore may fill at most this share of the prompt's budget (a book's own budget may be lower).
 LORE_BUDGET_SHARE = 0.25
@@ -246,19 +254,46 @@ class RecentTurn(NamedTuple):
     status: str
 
 
-def recent_turns(*, conversation_id: UUID) -> list[RecentTurn]:
-    """The visible turns, newest first, as many as a prompt could use (the cap counts failed and
-    empty turns too: the token budget keeps far fewer than it allows)."""
-    return [RecentTurn(*row) for row in _recent.rows(conversation_id=conversation_id)]
+def recent_turns(*, conversation: Conversation) -> list[RecentTurn]:
+    """The visible turns, newest first, as many as the next prompt could use (the cap counts
+    failed and empty turns too: the token budget keeps far fewer than it allows).
+
+    `conversation` comes from `conversation_for_prompt`: its character's reply length and
+    lorebook say how much history the prompt can hold and how much the lore scans.
+    """
+    first = [RecentTurn(*row) for row in _recent_first.rows(conversation_id=conversation.pk)]
+    if len(first) < HISTORY_FIRST_READ or _older_turns_cannot_fit(conversation, first):
+        return first
+    return [RecentTurn(*row) for row in _recent.rows(conversation_id=conversation.pk)]
 
 
-_recent = Compiled(
-    lambda conversation_id: (
+def _older_turns_cannot_fit(conversation: Conversation, newest: list[RecentTurn]) -> bool:
+    """Whether `newest` alone outweigh the prompt's budget (the prompt keeps a run of the newest
+    turns that fit, so nothing older could join it) and cover what the lorebook scans."""
+    said = [turn.content for turn in newest if turn.content and turn.status != TurnStatus.FAILED]
+    book: Lorebook | None = getattr(conversation.character, "lorebook", None)
+    if book is not None and len(said) < messages_scanned(book.scan_depth):
+        return False
+    budget = context_tokens() - conversation.character.default_max_tokens - CALL_OVERHEAD_TOKENS
+    weight = sum(default_estimator.message(text) for text in said)
+    return weight > max(budget, 0) * HISTORY_FILL_MARGIN
+
+
+def _recent_query(conversation_id: UUID, limit: int) -> Query:
+    return (
         Turn.objects.filter(conversation_id=conversation_id, active=True)
         .order_by("-seq")
-        .values_list("id", "role", "name", "content", "status")[:HISTORY_FETCH_LIMIT]
+        .values_list("id", "role", "name", "content", "status")[:limit]
         .query
-    ),
+    )
+
+
+_recent_first = Compiled(
+    lambda conversation_id: _recent_query(conversation_id, HISTORY_FIRST_READ),
+    conversation_id=UUID(int=0x5E4),
+)
+_recent = Compiled(
+    lambda conversation_id: _recent_query(conversation_id, HISTORY_FETCH_LIMIT),
     conversation_id=UUID(int=0x5E2),
 )
 
@@ -289,7 +324,7 @@ def prompt_preview_for_conversation(
     """
     conversation_id = conversation.pk
     if recent is None:
-        recent = recent_turns(conversation_id=conversation_id)
+        recent = recent_turns(conversation=conversation)
     history = tuple(
         HistoryTurn(role=_role(turn.role), content=turn.content, name=turn.name)
         for turn in reversed(recent)

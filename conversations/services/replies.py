@@ -230,7 +230,7 @@ def reply_begin_for_message(
             )
             conversation = _conversation_for_reply(conversation_id, user_id)
             # One read gives both the new turn's parent and the prompt's history.
-            recent = recent_turns(conversation_id=conversation_id)
+            recent = recent_turns(conversation=conversation)
             user_turn = Turn(
                 conversation=conversation,
                 seq=first,

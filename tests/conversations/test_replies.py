@@ -7,7 +7,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from characters.models import Lorebook, LorebookEntry
 from conversations.models import Turn, TurnStatus
+from conversations.prompt_inputs import (
+    HISTORY_FETCH_LIMIT,
+    HISTORY_FIRST_READ,
+    RecentTurn,
+    conversation_for_prompt,
+    prompt_input_for_conversation,
+)
+from conversations.prompts import build_prompt
 from conversations.services.branches import turn_delete, turn_edit_reply, turn_select_candidate
 from conversations.services.conversations import conversation_create
 from conversations.services.replies import (
@@ -20,7 +29,7 @@ from conversations.services.replies import (
 )
 from conversations.services.sequence import conversation_current_seq
 from conversations.sync import sync_state
-from tests.factories import make_character, make_persona
+from tests.factories import make_character, make_persona, make_turns
 
 pytestmark = pytest.mark.django_db
 
@@ -288,3 +297,52 @@ def test_a_resend_refused_for_other_running_replies_is_still_a_duplicate(alice, 
     again = send(one, client_id=client_id)
     assert again.duplicate
     assert Turn.objects.filter(conversation=one, role="user").count() == 1
+
+
+def prompt_from_every_recent_turn(conversation):
+    """The prompt the next reply would get if its start read the whole capped history."""
+    rows = (
+        Turn.objects.filter(conversation=conversation, active=True)
+        .order_by("-seq")
+        .values_list("id", "role", "name", "content", "status")[:HISTORY_FETCH_LIMIT]
+    )
+    recent = [RecentTurn(*row) for row in rows]
+    loaded = conversation_for_prompt(conversation_id=conversation.pk)
+    return prompt_input_for_conversation(conversation=loaded, recent=recent)
+
+
+# About 60 tokens: the first read of a long conversation outweighs the prompt's budget.
+LONG_TURN = "a long line of role-play " * 10
+
+
+def test_a_long_conversation_reads_only_the_turns_its_prompt_can_hold(conversation):
+    make_turns(conversation, 300, text=LONG_TURN)
+    with CaptureQueriesContext(connection) as queries:
+        start = send(conversation, "And then?")
+
+    assert not any(f"LIMIT {HISTORY_FETCH_LIMIT}" in q["sql"] for q in queries.captured_queries)
+    assert len(prompt_of(start).history) <= HISTORY_FIRST_READ + 1
+    # The same prompt as from the whole capped history: nothing older could have fitted.
+    expected = prompt_from_every_recent_turn(conversation)
+    assert len(expected.history) > HISTORY_FIRST_READ + 1
+    assert build_prompt(prompt_of(start)).messages == build_prompt(expected).messages
+
+
+def test_short_turns_are_read_up_to_the_cap_when_more_of_them_fit(conversation):
+    make_turns(conversation, 300, text="ok")
+    start = send(conversation, "And then?")
+
+    history = prompt_of(start).history
+    assert len(history) > HISTORY_FIRST_READ + 1
+    assert history == prompt_from_every_recent_turn(conversation).history
+
+
+def test_a_lorebook_that_scans_deeper_than_the_first_read_still_sees_its_keys(conversation):
+    book = Lorebook.objects.create(character=conversation.character, scan_depth=100)
+    LorebookEntry.objects.create(lorebook=book, keys=["lighthouse"], content="The lighthouse.")
+    make_turns(conversation, 2, text="We passed the lighthouse at dawn")
+    make_turns(conversation, 60, text=LONG_TURN)
+
+    start = send(conversation, "And then?")
+
+    assert prompt_of(start).lore == ("The lighthouse.",)
