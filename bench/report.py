@@ -82,6 +82,16 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             )
         )
         out.append(("first page of its turns API (p50)", f"{long['api_p50_ms']} ms", "—", None))
+    if "reply_ttfd_p50_ms" in long:
+        short = results.get("single_stream", {}).get("app", {}).get("ttfd_p50_ms", "?")
+        out.append(
+            (
+                "time to first delta in it, 1 stream (p50)",
+                f"{long['reply_ttfd_p50_ms']} ms (a short conversation: {short} ms)",
+                "—",
+                None,
+            )
+        )
     local = results.get("local_model", {})
     if "first_token_p50_s" in local:
         ok = local["first_token_p50_s"] <= 0.4 and local["decode_tokens_per_s"] >= 100

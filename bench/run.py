@@ -210,6 +210,16 @@ class Bench:
                         return {"error": f"{target} answered {response.status_code}"}
         return {f"{k}_p50_ms": ms(statistics.median(v)) for k, v in timings.items()}
 
+    async def long_conversation_reply(self) -> dict[str, Any]:
+        """One stream's time to first delta in the 5,000-turn conversation (a start reads only
+        the history its prompt can hold)."""
+        url, cookie = self.ws_url(self.long_conversation), self.clients[0]["cookie"]
+        results: list[StreamResult] = []
+        for _ in range(self.args.single):
+            results += await app_stream(url, self.origin, cookie, words=20, tps=self.args.tps)
+        summary = summarise(results)
+        return {"reply_ttfd_p50_ms": summary["ttfd_p50_ms"], "reply_errors": summary["errors"]}
+
 
 def run_json(module: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
     out = subprocess.run(
@@ -346,6 +356,9 @@ def main() -> None:
                 ):
                     break  # past saturation: larger counts only take longer to say the same
             results["long_conversation"] = await phase("long", bench.long_conversation_open())
+            results["long_conversation"].update(
+                await phase("long reply", bench.long_conversation_reply())
+            )
             results["idle_memory"] = await phase("idle", bench.idle_memory(args.idle))
 
         uvloop.run(measure())
