@@ -15,8 +15,15 @@ from companion.compiled import Compiled, M, columns, instance
 from conversations.llm.factory import context_tokens
 from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook, messages_scanned
 from conversations.models import Conversation, Role, Turn, TurnStatus
-from conversations.prompts import CharacterSpec, HistoryTurn, PersonaSpec, PromptInput, SceneSpec
-from conversations.tokens import CALL_OVERHEAD_TOKENS, default_estimator
+from conversations.prompts import (
+    CharacterSpec,
+    HistoryTurn,
+    PersonaSpec,
+    PromptInput,
+    SceneSpec,
+    messages_budget,
+)
+from conversations.tokens import default_estimator
 
 # The budget trims far below this; the cap only bounds what one query loads.
 HISTORY_FETCH_LIMIT = 400
@@ -127,7 +134,9 @@ def with_lore(spec: PromptInput, *, character_id: int) -> tuple[PromptInput, Lor
 def _with_book(spec: PromptInput, book: LoreBook | None) -> tuple[PromptInput, LoreResult]:
     if book is None:
         return spec, LoreResult()
-    prompt_budget = max(spec.context_tokens - spec.reply_tokens - CALL_OVERHEAD_TOKENS, 0)
+    prompt_budget = messages_budget(
+        context_tokens=spec.context_tokens, reply_tokens=spec.reply_tokens
+    )
     result = apply_lorebook(
         book,
         messages=[turn.content for turn in spec.history],
@@ -274,9 +283,11 @@ def _older_turns_cannot_fit(conversation: Conversation, newest: list[RecentTurn]
     book: Lorebook | None = getattr(conversation.character, "lorebook", None)
     if book is not None and len(said) < messages_scanned(book.scan_depth):
         return False
-    budget = context_tokens() - conversation.character.default_max_tokens - CALL_OVERHEAD_TOKENS
+    budget = messages_budget(
+        context_tokens=context_tokens(), reply_tokens=conversation.character.default_max_tokens
+    )
     weight = sum(default_estimator.message(text) for text in said)
-    return weight > max(budget, 0) * HISTORY_FILL_MARGIN
+    return weight > budget * HISTORY_FILL_MARGIN
 
 
 def _recent_query(conversation_id: UUID, limit: int) -> Query:

@@ -116,12 +116,17 @@ def _system_content(spec: PromptInput, char: str, user: str) -> str:
     )
 
 
+def messages_budget(*, context_tokens: int, reply_tokens: int) -> int:
+    """Tokens the prompt's messages may take: the window less the reply and the call's own."""
+    return max(context_tokens - reply_tokens - CALL_OVERHEAD_TOKENS, 0)
+
+
 def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> PromptResult:
     """Assemble and fit the prompt; never more than one `system` message."""
     est = estimator or default_estimator
     char = spec.character.nickname or spec.character.name
     user = spec.persona.name or DEFAULT_PERSONA_NAME
-    budget = max(spec.context_tokens - spec.reply_tokens - CALL_OVERHEAD_TOKENS, 0)
+    budget = messages_budget(context_tokens=spec.context_tokens, reply_tokens=spec.reply_tokens)
 
     head: list[tuple[str, ChatMessage]] = [
         (
