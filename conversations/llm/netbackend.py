@@ -18,6 +18,8 @@ from typing import Any, cast
 import httpcore
 import httpx
 
+from conversations.llm.pool import LinearConnectionPool
+
 HIGH_WATER = 256 * 1024  # pause reading above this much unread data
 LOW_WATER = 64 * 1024
 
@@ -232,8 +234,9 @@ def asyncio_transport(
     """An httpx transport whose connections use `AsyncioBackend`."""
     transport = httpx.AsyncHTTPTransport(limits=limits, verify=verify)
     ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
-    # httpx builds its pool privately; this one differs only in the network backend.
-    transport._pool = httpcore.AsyncConnectionPool(
+    # httpx builds its pool privately; this one differs in the network backend and the pool's
+    # assignment pass (`LinearConnectionPool`).
+    transport._pool = LinearConnectionPool(
         ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
