@@ -50,7 +50,7 @@ async def test_replies_finishing_while_many_run_leave_their_connections_to_the_n
     assert fake.connections == opened
 
 
-async def test_idle_connections_beyond_the_limit_are_closed_oldest_first(make_backend, fake):
+async def test_idle_connections_beyond_the_limit_are_closed(make_backend, fake):
     backend = make_backend()
     burst = KEEPALIVE_CONNECTIONS + 7
     results = await asyncio.gather(
