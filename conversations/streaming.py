@@ -40,6 +40,12 @@ def control_group(conversation_id: UUID) -> str:
 
 
 async def request_stop(conversation_id: UUID) -> None:
+    # A reply run by this process is stopped here too: it may not be listening on its control
+    # group yet (a stop sent right behind its message). The group still hears it, in case that
+    # runner is an ending one and the conversation's new reply runs in another process.
+    runner = _runners.get(conversation_id)
+    if runner is not None:
+        runner.stop()
     await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
 
 
@@ -54,7 +60,13 @@ def start_reply(start: ReplyStart, backend: ChatBackend) -> ReplyRunner:
     runner = ReplyRunner(start, backend)
     _runners[start.conversation_id] = runner
     runner.task = asyncio.create_task(runner.run(), name=f"reply-{start.turn_id}")
-    runner.task.add_done_callback(lambda _t: _runners.pop(start.conversation_id, None))
+
+    def forget(_task: asyncio.Task[None]) -> None:
+        # Only itself: the conversation's next reply may already have taken its place.
+        if _runners.get(start.conversation_id) is runner:
+            del _runners[start.conversation_id]
+
+    runner.task.add_done_callback(forget)
     return runner
 
 

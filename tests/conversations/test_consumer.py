@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from companion.asgi import application
-from conversations import streaming
+from conversations import actions, streaming
 from conversations.models import Turn
+from conversations.protocol import SendMessage, StopReply
 from conversations.services.conversations import conversation_delete
 from tests.conversations.chat_helpers import (
     ORIGIN,
@@ -121,6 +122,35 @@ async def test_stop_before_the_first_word_ends_the_reply_at_once(m2her, conversa
     assert not [e for e in events if e["type"] == "reply.delta"]
     stored = await turn(events[-1]["turn_id"])
     assert (stored.status, stored.content) == ("stopped", "")
+    await ws.disconnect()
+
+
+async def test_a_stop_sent_right_behind_the_message_stops_its_reply(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    # No wait for `reply.started`: the stop may reach the server before the reply's runner
+    # has begun, and must still be heard.
+    await send_message(ws, "[[words=60]][[tps=20]] tell me a story")
+    await send(ws, type="reply.stop")
+    events = await collect_until(ws, "reply.stopped", "reply.completed", timeout=5)
+    assert events[-1]["type"] == "reply.stopped"
+    assert "word60" not in events[-1]["content"]
+    stored = await turn(events[-1]["turn_id"])
+    assert stored.status == "stopped"
+    await ws.disconnect()
+
+
+async def test_a_stop_taken_before_the_replys_task_has_run_still_stops_it(
+    m2her, conversation, owner
+):
+    ws, _ = await synced(conversation.pk, owner)
+    ids = {"user_id": owner.pk, "conversation_id": conversation.pk}
+    message = SendMessage(client_id=uuid.uuid4(), text="[[words=60]][[tps=20]] a long story")
+    await actions.perform(message=message, **ids)
+    # No await between the two: the stop is taken before the reply's task has first run.
+    await actions.perform(message=StopReply(), **ids)
+    events = await collect_until(ws, "reply.stopped", "reply.completed", timeout=5)
+    assert events[-1]["type"] == "reply.stopped"
+    assert events[-1]["content"] == ""
     await ws.disconnect()
 
 
