@@ -11,9 +11,8 @@ This pass keeps the plan's rules and order, in one walk: closed connections are 
 ones closed, the oldest idle ones closed beyond the keep-alive limit, and each queued request takes
 the oldest idle connection to its origin, a new connection while under `max_connections`, or the
 place of an idle one. A connection handed to a request that has not started on it yet stays
-theirs: it is neither closed as surplus nor handed to a second request in the same pass (the
-loser would only fail over to the next pass). HTTP/1.1 only: a connection serves one request at
-a time.
+that request's: it is neither closed as surplus nor handed to a second request (which would only
+fail over to the next pass). HTTP/1.1 only: a connection serves one request at a time.
 """
 
 from __future__ import annotations
@@ -66,22 +65,18 @@ class LinearConnectionPool(httpcore.AsyncConnectionPool):
             kept = [connection for connection in kept if connection not in dropped]
         self._connections = kept
 
-        # For HTTP/1.1 the available connections are the idle ones; asked as httpcore asks.
-        available = [connection for connection in idle if connection.is_available()]
+        # HTTP/1.1: an idle connection is an available one, for one request.
         for pool_request in queued:
             origin = pool_request.request.url.origin
-            reusable = next((c for c in available if c.can_handle_request(origin)), None)
+            reusable = next((c for c in idle if c.can_handle_request(origin)), None)
             if reusable is not None:
                 connection = reusable
-                available.remove(connection)
                 idle.remove(connection)
             elif len(self._connections) < self._max_connections:
                 connection = self.create_connection(origin)
                 self._connections.append(connection)
             elif idle:
                 victim = idle.pop(0)
-                if victim in available:
-                    available.remove(victim)
                 self._connections.remove(victim)
                 closing.append(victim)
                 connection = self.create_connection(origin)
