@@ -301,7 +301,7 @@ def _recent_query(conversation_id: UUID, limit: int) -> Query:
 
 _recent_first = Compiled(
     lambda conversation_id: _recent_query(conversation_id, HISTORY_FIRST_READ),
-    conversation_id=UUID(int=0x5E4),
+    conversation_id=UUID(int=0x5EB),
 )
 _recent = Compiled(
     lambda conversation_id: _recent_query(conversation_id, HISTORY_FETCH_LIMIT),
