@@ -115,7 +115,7 @@ def body_error(
         return None
     base = body.get("base_resp")
     if isinstance(base, dict):
-        code = _int(base.get("status_code"))
+        code = int_or_zero(base.get("status_code"))
         if code:
             return error_from_code(code, str(base.get("status_msg") or ""), retry_after=retry_after)
     error = body.get("error")
@@ -135,7 +135,8 @@ def envelope_error(
     """Classify `{"message", "type", "code", ...}` (OpenAI, MiniMax/Anthropic, relay shapes)."""
     message = str(error.get("message") or "")
     raw_code = error.get("code")
-    numeric = trailing_code(message) or (raw_code if isinstance(raw_code, int) else None)
+    # Relays send the code as a number or as a string of one.
+    numeric = trailing_code(message) or int_or_zero(raw_code) or None
     if numeric and numeric in MINIMAX_CODES:
         return _error(MINIMAX_CODES[numeric], numeric, message, retry_after)
     by_string = _CODE_STRINGS.get(str(raw_code)) or _TYPE_STRINGS.get(str(error.get("type")))
@@ -205,7 +206,7 @@ def _error(
     )
 
 
-def _int(value: Any) -> int:
+def int_or_zero(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -11,7 +11,7 @@ import logging
 from typing import Any, Literal
 
 from conversations.llm.base import Sensitivity, Usage
-from conversations.llm.classify import body_error, envelope_error
+from conversations.llm.classify import body_error, envelope_error, int_or_zero
 from conversations.llm.errors import ErrorCode, LLMError
 
 logger = logging.getLogger(__name__)
@@ -134,11 +134,16 @@ class ChatDecoder(Decoder):
         return ""
 
     def _flag(self, obj: dict[str, Any]) -> None:
+        # A flag stays once raised: a later chunk flagging the output keeps the input's flag.
+        old = self.sensitivity
+        flag_in, flag_out = bool(obj.get("input_sensitive")), bool(obj.get("output_sensitive"))
         self.sensitivity = Sensitivity(
-            input_flagged=bool(obj.get("input_sensitive")),
-            input_type=int(obj.get("input_sensitive_type") or 0),
-            output_flagged=bool(obj.get("output_sensitive")),
-            output_type=int(obj.get("output_sensitive_type") or 0),
+            input_flagged=old.input_flagged or flag_in,
+            input_type=int_or_zero(obj.get("input_sensitive_type")) if flag_in else old.input_type,
+            output_flagged=old.output_flagged or flag_out,
+            output_type=(
+                int_or_zero(obj.get("output_sensitive_type")) if flag_out else old.output_type
+            ),
         )
 
 
@@ -154,15 +159,20 @@ class ResponsesDecoder(Decoder):
         kind = event or obj.get("type") or ""
         if kind == "response.output_text.delta":
             return str(obj.get("delta") or "")
-        if kind == "error" or obj.get("error"):
-            raise body_error(obj) or envelope_error({"message": data})
+        failed = kind == "error" or bool(obj.get("error"))
+        if failed or "base_resp" in obj:
+            # MiniMax's own error envelope may reach a Responses stream as a data line too.
+            error = body_error(obj)
+            if error is not None:
+                raise error
+            if failed:
+                raise envelope_error({"message": data})
         if kind == "response.output_text.done":
             self.final_text = str(obj.get("text") or "")
         elif kind in ("response.completed", "response.incomplete", "response.done"):
             self._terminal(obj.get("response") or {})
         elif kind == "response.failed":
-            response = obj.get("response") or {}
-            raise envelope_error(response.get("error") or {"message": "response.failed"})
+            raise _failure(obj.get("response") or {}, "failed")
         return ""
 
     def feed_body(self, body: Any) -> str:
@@ -171,11 +181,15 @@ class ResponsesDecoder(Decoder):
         error = body_error(body)
         if error is not None:
             raise error
-        if body.get("status") == "failed":
-            raise envelope_error(body.get("error") or {"message": "response failed"})
+        _raise_if_failed(body)
+        output = body.get("output")
+        if not isinstance(output, list):
+            # Some other JSON (a relay's own error shape, an empty object) answered nothing:
+            # a failure, not an empty reply.
+            raise LLMError(ErrorCode.UPSTREAM_UNAVAILABLE, detail="the response held no output")
         self.final_text = "".join(
             part.get("text") or ""
-            for item in body.get("output") or []
+            for item in output
             if isinstance(item, dict) and item.get("type") == "message"
             for part in item.get("content") or []
             if isinstance(part, dict) and part.get("type") == "output_text"
@@ -184,6 +198,7 @@ class ResponsesDecoder(Decoder):
         return ""
 
     def _terminal(self, response: dict[str, Any]) -> None:
+        _raise_if_failed(response)
         self.done = True
         usage = _usage(response.get("usage"))
         if usage is not None:
@@ -197,3 +212,16 @@ class ResponsesDecoder(Decoder):
             self.finish_reason = "stop"
         else:
             self.finish_reason = "length" if reason == "max_output_tokens" else "stop"
+
+
+def _raise_if_failed(response: dict[str, Any]) -> None:
+    """A response that ended `failed` or `cancelled` (some relays end every stream with
+    `response.done`, whatever its status) is an error, whatever text came before it."""
+    status = response.get("status")
+    if status in ("failed", "cancelled"):
+        raise _failure(response, status)
+
+
+def _failure(response: dict[str, Any], status: str) -> LLMError:
+    error = response.get("error")
+    return envelope_error(error if isinstance(error, dict) else {"message": f"response {status}"})

@@ -29,6 +29,7 @@ FAULTS: dict[str, str] = {
     "cut": "close the connection after N deltas (default: half the reply)",
     "slow_first_byte": "wait N seconds before answering",
     "stall": "wait N seconds after the first delta",
+    "slow_body": "send the headers, then wait N seconds before the first event",
     "end": "how a chat stream ends: usage_chunk, final_frame, bare",
     "done": "add `data: [DONE]`",
     "linger": "keep the body open N seconds after the last event (default 1)",

@@ -85,6 +85,8 @@ def chat_script(style: str, scenario: Scenario, body: dict[str, Any], rid: str) 
     no_finish = scenario.has("no_finish")
     # Every delta chunk but the last differs only in its content: encode the rest once.
     pre, post = sse(chat_chunk(rid, model, _MARK, **flags)).split(dumps(_MARK))
+    if scenario.has("slow_body"):
+        yield ("sleep", scenario.number("slow_body", 1.0))
     for index, text in enumerate(deltas):
         if _cut_here(scenario, index, len(deltas)):
             yield ("cut", None)

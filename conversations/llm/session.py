@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from conversations.llm.body import body_reader
 from conversations.llm.classify import http_error, parse_retry_after, sensitivity_error
 from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
-from conversations.llm.sse import SSEParser
+from conversations.llm.sse import SSEError, SSEParser
 from conversations.llm.think import ThinkStripper
 from conversations.llm.transport import HttpSettings, Watchdog, transport_error
 
@@ -23,6 +24,11 @@ JSON_BODY_LIMIT = 8 * 1024 * 1024
 # can be reused. A service sends its end at once; one that dawdles only costs this much.
 DRAIN_SECONDS = 0.1
 DRAIN_LIMIT = 64 * 1024
+# What a decoder meets in JSON of an unexpected shape (`choices` that is not a list of objects,
+# a flag type that is not a number): the service's fault, reported as such, never a crash.
+MALFORMED = (SSEError, AttributeError, TypeError, ValueError, KeyError, IndexError)
+
+log = logging.getLogger(__name__)
 
 
 class StreamSession:
@@ -107,21 +113,24 @@ class StreamSession:
                 if self._unframed:
                     return self._unframed_body(bytes(self._unframed))
                 return self._complete()
-            events = self._parser.feed(chunk)
-            if self._unframed is not None:
-                self._unframed += chunk
-                if events or len(self._unframed) > ERROR_BODY_LIMIT:
-                    self._unframed = None
-            for event, data in events:
-                text = decoder.feed(event, data)
-                if text:
-                    text = self._think.feed(text)
+            try:
+                events = self._parser.feed(chunk)
+                if self._unframed is not None:
+                    self._unframed += chunk
+                    if events or len(self._unframed) > ERROR_BODY_LIMIT:
+                        self._unframed = None
+                for event, data in events:
+                    text = decoder.feed(event, data)
                     if text:
-                        self._parts.append(text)
-                        out.append(TextDelta(text))
-                if decoder.done:
-                    out.extend(self._complete())
-                    return out
+                        text = self._think.feed(text)
+                        if text:
+                            self._parts.append(text)
+                            out.append(TextDelta(text))
+                    if decoder.done:
+                        out.extend(self._complete())
+                        return out
+            except MALFORMED as exc:
+                raise _malformed(exc) from None
         return out
 
     async def aclose(self) -> None:
@@ -190,15 +199,20 @@ class StreamSession:
             raise LLMError(
                 ErrorCode.UPSTREAM_UNAVAILABLE, detail="response body is not JSON"
             ) from None
-        self._decoder.feed_body(body)
-        return self._complete()
+        return self._decoded_body(body)
 
     def _unframed_body(self, raw: bytes) -> list[StreamEvent]:
         try:
             body: Any = json.loads(raw)
         except ValueError:
             return self._complete()
-        self._decoder.feed_body(body)
+        return self._decoded_body(body)
+
+    def _decoded_body(self, body: Any) -> list[StreamEvent]:
+        try:
+            self._decoder.feed_body(body)
+        except MALFORMED as exc:
+            raise _malformed(exc) from None
         return self._complete()
 
     def _complete(self) -> list[StreamEvent]:
@@ -235,3 +249,11 @@ class StreamSession:
             )
         )
         return events
+
+
+def _malformed(exc: Exception) -> LLMError:
+    # The traceback is kept in the log: a shape this project should understand shows up there.
+    log.warning("the model service sent a malformed response", exc_info=exc)
+    return LLMError(
+        ErrorCode.UPSTREAM_UNAVAILABLE, detail=f"malformed response: {type(exc).__name__}: {exc}"
+    )

@@ -9,6 +9,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
+# No event of a model stream comes near this (a final frame repeating a long reply is tens of
+# KiB). Beyond it the stream is garbage, and holding and rescanning it would stall the loop.
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+class SSEError(ValueError):
+    """The stream is not one a model service sends."""
 
 
 class SSEEvent(NamedTuple):
@@ -19,12 +26,13 @@ class SSEEvent(NamedTuple):
 class SSEParser:
     """Feed it byte chunks split anywhere; it returns the events completed so far."""
 
-    __slots__ = ("_cr", "_data", "_event", "_started", "_tail")
+    __slots__ = ("_cr", "_data", "_event", "_size", "_started", "_tail")
 
     def __init__(self) -> None:
         self._tail = b""
         self._event = ""
         self._data: list[str] = []
+        self._size = 0  # the bytes of data lines in `_data`
         self._started = False
         # The last chunk ended with a CR: it ended a line (a stream may use CR alone), and a LF
         # opening the next chunk is the rest of that CRLF, not a blank line.
@@ -48,6 +56,8 @@ class SSEParser:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
         self._tail = lines.pop()
+        if len(self._tail) > MAX_EVENT_BYTES:
+            raise SSEError(f"a line of the stream is over {MAX_EVENT_BYTES} bytes")
         return self._lines(lines)
 
     def flush(self) -> list[SSEEvent]:
@@ -55,6 +65,7 @@ class SSEParser:
         self._tail = b""
         self._event = ""
         self._data = []
+        self._size = 0
         self._cr = False
         return []
 
@@ -66,9 +77,11 @@ class SSEParser:
                 if data:
                     events.append(SSEEvent(self._event, "\n".join(data)))
                     data = self._data = []
+                    self._size = 0
                 self._event = ""
             elif line.startswith(b"data:"):
                 value = line[6:] if line[5:6] == b" " else line[5:]
+                self._grow(len(value))
                 data.append(value.decode("utf-8", "replace"))
             elif line[0] == 0x3A:  # ":" starts a comment (keep-alive pings)
                 continue
@@ -83,5 +96,11 @@ class SSEParser:
         if name == b"event":
             self._event = value.decode("utf-8", "replace")
         elif name == b"data":
+            self._grow(len(value))
             data.append(value.decode("utf-8", "replace"))
         # `id` and `retry` mean nothing to a one-shot model stream; unknown fields are ignored.
+
+    def _grow(self, size: int) -> None:
+        self._size += size
+        if self._size > MAX_EVENT_BYTES:
+            raise SSEError(f"an event of the stream is over {MAX_EVENT_BYTES} bytes")

@@ -94,7 +94,10 @@ class Watchdog:
         )
 
     def waiting(self) -> None:
-        self._since = self._loop.time()
+        # A wait under way keeps its start: once the headers are in, the first chunk's wait is
+        # the rest of the first-byte limit, not a new one.
+        if self._since is None:
+            self._since = self._loop.time()
 
     def received(self) -> None:
         self._since = None

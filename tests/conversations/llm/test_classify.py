@@ -124,3 +124,13 @@ def test_llm_error_retryable_override_is_kept():
     assert LLMError(ErrorCode.RATE_LIMITED).retryable
     assert not LLMError(ErrorCode.RATE_LIMITED, retryable=False).retryable
     assert not LLMError(ErrorCode.AUTH).retryable
+
+
+@pytest.mark.parametrize("code", [1008, "1008"])
+def test_a_relay_envelope_code_counts_as_a_number_or_as_a_string_of_one(code):
+    error = body_error({"error": {"message": "insufficient balance", "code": code}})
+
+    assert error is not None
+    assert error.code == ErrorCode.INSUFFICIENT_BALANCE
+    assert error.provider_code == 1008
+    assert not error.retryable

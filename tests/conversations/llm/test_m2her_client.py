@@ -243,6 +243,19 @@ async def test_slow_first_byte_times_out(make_backend):
     assert error.code == ErrorCode.TIMEOUT
 
 
+async def test_the_first_byte_limit_covers_the_headers_and_the_first_event_together(make_backend):
+    # Each wait alone is within the limit; the two together are not.
+    http = dataclasses.replace(NO_RETRY, first_byte_timeout=1.0, idle_timeout=5.0)
+    backend = make_backend(http=http)
+
+    texts, _, error = await run_stream(
+        backend, user_says("[[slow_first_byte=0.6]] [[slow_body=0.6]] x")
+    )
+
+    assert texts == []
+    assert error.code == ErrorCode.TIMEOUT
+
+
 async def test_first_byte_may_take_longer_than_the_idle_limit(make_backend):
     http = dataclasses.replace(NO_RETRY, first_byte_timeout=3.0, idle_timeout=0.2)
     backend = make_backend(http=http)

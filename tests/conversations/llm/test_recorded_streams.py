@@ -7,6 +7,7 @@ import pytest
 from conversations.llm.base import Usage
 from conversations.llm.errors import ErrorCode
 from conversations.llm.m2her import m2her_backend
+from conversations.llm.sse import MAX_EVENT_BYTES
 from conversations.llm.transport import HttpSettings
 from tests.conversations.llm import recordings as rec
 from tests.conversations.llm.helpers import recorded_backend, run_stream
@@ -302,3 +303,115 @@ async def test_a_malformed_base_url_is_a_classified_error(base_url):
 
     assert error.code == ErrorCode.BAD_REQUEST
     assert not error.retryable
+
+
+async def test_a_minimax_error_line_in_a_responses_stream_is_classified_and_not_retried():
+    balance = {"base_resp": {"status_code": 1008, "status_msg": "insufficient balance"}}
+    backend, seen = recorded_backend(
+        rec.event("response.created", {"response": rec._RESPONSE}) + rec.data(balance),
+        style="responses",
+    )
+
+    texts, completion, error = await run_stream(backend)
+
+    assert (texts, completion) == ([], None)
+    assert error.code == ErrorCode.INSUFFICIENT_BALANCE
+    assert len(seen) == 1
+
+
+async def test_a_responses_stream_flagged_after_a_delta_is_content_filtered():
+    flagged = {"base_resp": {"status_code": 1027, "status_msg": "output new_sensitive"}}
+    backend, _ = recorded_backend(
+        rec.event("response.output_text.delta", {**rec._WHERE, "delta": "Half a rep"})
+        + rec.data(flagged),
+        style="responses",
+    )
+
+    texts, _, error = await run_stream(backend)
+
+    assert texts == ["Half a rep"]
+    assert error.code == ErrorCode.CONTENT_FILTERED
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+async def test_a_responses_stream_done_with_a_failed_status_is_an_error(status):
+    failed = {
+        **rec._RESPONSE,
+        "status": status,
+        "error": {"code": "rate_limit_exceeded", "message": "slow down"},
+    }
+    backend, _ = recorded_backend(
+        rec.event("response.output_text.delta", {**rec._WHERE, "delta": "Half a rep"})
+        + rec.event("response.done", {"response": failed}),
+        style="responses",
+    )
+
+    texts, completion, error = await run_stream(backend)
+
+    assert texts == ["Half a rep"]
+    assert completion is None
+    assert error.code == ErrorCode.RATE_LIMITED
+
+
+@pytest.mark.parametrize("body", [{"code": 500, "msg": "upstream busy"}, {"success": False}, {}])
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+async def test_a_responses_body_that_is_not_a_response_is_a_failure(body, content_type):
+    backend, _ = recorded_backend(
+        json.dumps(body).encode(), style="responses", content_type=content_type
+    )
+
+    texts, completion, error = await run_stream(backend)
+
+    assert (texts, completion) == ([], None)
+    assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    "chunk_body",
+    [
+        {"choices": [None]},
+        {"choices": "x"},
+        {"choices": [{"delta": "Hi"}]},
+        {"choices": [{"message": "Hi", "finish_reason": "stop"}]},
+    ],
+)
+async def test_a_chunk_of_an_unexpected_shape_is_a_service_failure_retried_before_any_text(
+    chunk_body,
+):
+    backend, seen = recorded_backend(rec.data(chunk_body))
+
+    texts, completion, error = await run_stream(backend)
+
+    assert (texts, completion) == ([], None)
+    assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
+    assert "malformed" in error.detail
+    assert len(seen) == 3  # the first attempt and FAST's two retries
+
+
+async def test_a_line_beyond_the_event_limit_ends_the_reply_as_a_service_failure():
+    backend, _ = recorded_backend(
+        rec.data(rec.chunk("Hi")) + b"data: " + b"x" * (MAX_EVENT_BYTES + 1),
+        chunk_size=64 * 1024,
+        http=FAST_NO_RETRY,
+    )
+
+    texts, completion, error = await run_stream(backend)
+
+    assert texts == ["Hi"]
+    assert completion is None
+    assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+async def test_a_flag_raised_on_the_input_stays_when_a_later_chunk_flags_the_output():
+    backend, _ = recorded_backend(
+        rec.data(rec.chunk("", input_sensitive=True, input_sensitive_type=2))
+        + rec.data(rec.chunk("", finish="stop", output_sensitive=True, output_sensitive_type=5))
+    )
+
+    _, completion, error = await run_stream(backend)
+
+    assert completion is None
+    assert error.code == ErrorCode.CONTENT_FILTERED
+    assert "flagged your message" in error.message
+    assert error.provider_code == 1026
+    assert "input_sensitive_type=2 output_sensitive_type=5" in error.detail

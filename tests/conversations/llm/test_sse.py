@@ -1,7 +1,8 @@
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conversations.llm.sse import SSEEvent, SSEParser
+from conversations.llm.sse import MAX_EVENT_BYTES, SSEError, SSEEvent, SSEParser
 
 
 def parse_all(chunks):
@@ -127,3 +128,29 @@ def test_feeding_one_byte_at_a_time_gives_the_same_events(stream):
     chunks = [stream[i : i + 1] for i in range(len(stream))]
 
     assert parse_all(chunks) == parse_all([stream])
+
+
+def test_a_line_beyond_the_event_limit_is_refused_before_it_is_held_whole():
+    parser = SSEParser()
+    piece = b"x" * (64 * 1024)
+    parser.feed(b"data: ")
+    for _ in range(MAX_EVENT_BYTES // len(piece) - 1):
+        assert parser.feed(piece) == []
+
+    with pytest.raises(SSEError):
+        parser.feed(piece * 2)
+
+
+def test_an_event_of_many_lines_beyond_the_limit_is_refused():
+    line = b"data: " + b"y" * 1000 + b"\n"
+
+    with pytest.raises(SSEError):
+        parse_all([line * (MAX_EVENT_BYTES // 1000 + 1)])
+
+
+def test_events_within_the_limit_pass_one_after_another():
+    big = b"z" * (MAX_EVENT_BYTES - 10)
+
+    events = parse_all([b"data: " + big + b"\n\n", b"data: " + big + b"\n\n"])
+
+    assert [len(event.data) for event in events] == [len(big), len(big)]
