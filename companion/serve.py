@@ -10,8 +10,10 @@ standard library's.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import uvloop
+from twisted.internet.defer import Deferred
 
 from companion import tcp
 
@@ -23,11 +25,27 @@ def install() -> None:
     tcp.install()
 
 
+# How long a stopping server waits for its replies to be stored as interrupted.
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
 def main() -> None:
     install()
     from daphne.cli import CommandLineInterface
+    from twisted.internet import reactor  # daphne's import above installed its reactor
 
+    # Typed through its zope interface, whose signature mypy reads one argument off.
+    core: Any = reactor
+    core.addSystemEventTrigger("before", "shutdown", _interrupt_replies)
     CommandLineInterface.entrypoint()
+
+
+def _interrupt_replies() -> Deferred[None]:
+    """Twisted waits for the Deferred before it stops: replies end stored, not "streaming"."""
+    from conversations import streaming  # the application, and so Django, is loaded by now
+
+    work = asyncio.ensure_future(streaming.interrupt_replies(SHUTDOWN_GRACE_SECONDS))
+    return Deferred.fromFuture(work)
 
 
 if __name__ == "__main__":

@@ -152,12 +152,18 @@ async def publish(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
     hub = _hub()
     await hub.deliver(conversation_id, frames)
     if hub.shared:
-        await hub.layer.group_send(
-            events_group(conversation_id),
-            {
-                "type": "chat.events",
-                "origin": PROCESS_ID,
-                "conversation": conversation_id.hex,
-                "events": frames,
-            },
-        )
+        try:
+            await hub.layer.group_send(
+                events_group(conversation_id),
+                {
+                    "type": "chat.events",
+                    "origin": PROCESS_ID,
+                    "conversation": conversation_id.hex,
+                    "events": frames,
+                },
+            )
+        except Exception:
+            # What is published is stored already, and this process's sockets have it. Tabs in
+            # other processes see the gap in seqs (or the stall) and sync; a reply or an action
+            # must not fail because the layer is briefly unreachable.
+            log.exception("could not publish events of %s to other processes", conversation_id)

@@ -74,6 +74,17 @@ def running_reply(conversation_id: UUID) -> ReplyRunner | None:
     return _runners.get(conversation_id)
 
 
+async def interrupt_replies(grace: float) -> None:
+    """The server is shutting down: each reply of this process ends `interrupted`, keeping the
+    text sent so far. Left running, its turn would stay "streaming" with nobody writing it, and
+    its conversation busy until the stale limit."""
+    tasks = [r.task for r in _runners.values() if r.task is not None and not r.task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace)
+
+
 def _joiner(prefix: str, text: str) -> str:
     """A continued reply needs a space where the old text ended mid-sentence without one."""
     if prefix and text and not prefix[-1].isspace() and not text[0].isspace():
@@ -115,12 +126,26 @@ class ReplyRunner:
 
     async def run(self) -> None:
         layer = get_channel_layer()
-        control = await layer.new_channel("reply.")
-        await layer.group_add(control_group(self.start.conversation_id), control)
-        listener = asyncio.create_task(self._listen(control))
+        group = control_group(self.start.conversation_id)
+        control: str | None = None
+        listener: asyncio.Task[None] | None = None
+        try:
+            control = await layer.new_channel("reply.")
+            await layer.group_add(group, control)
+            listener = asyncio.create_task(self._listen(control))
+        except Exception:
+            # The reply runs all the same: a stop from this process reaches it directly
+            # (`request_stop`); only other processes' stops and snapshots miss it.
+            log.exception("reply %s: could not join its control group", self.start.turn_id)
+            control = None
         keep_alive = asyncio.create_task(self._keep_alive())
         try:
             await self._generate()
+        except asyncio.CancelledError:
+            # Cancelled before or after the model's part (which records it itself): a reply
+            # already stored as ended is not changed by this.
+            await asyncio.shield(self._finish_interrupted())
+            raise
         except Exception:
             # Never leave the turn "streaming" (the conversation would stay busy until stale).
             log.exception("reply %s broke", self.start.turn_id)
@@ -130,9 +155,14 @@ class ReplyRunner:
                 retryable=True,
             )
         finally:
-            listener.cancel()
+            if listener is not None:
+                listener.cancel()
             keep_alive.cancel()
-            await layer.group_discard(control_group(self.start.conversation_id), control)
+            if control is not None:
+                try:
+                    await layer.group_discard(group, control)
+                except Exception:
+                    log.exception("reply %s: could not leave its control group", self.start.turn_id)
 
     async def _keep_alive(self) -> None:
         """A reply outliving `CHAT_REPLY_STALE_SECONDS` must not be taken for a dead one (the

@@ -33,6 +33,9 @@ from conversations.wire import event, turn_to_wire, turns_to_wire
 
 # A runner that died mid-reply may have sent numbers the database never saw; jump past them.
 STALE_SEQ_JUMP = 100_000
+# A reply whose turns were stored but whose start failed on the server.
+START_FAILED_CODE = "upstream_unavailable"
+START_FAILED_MESSAGE = "Something went wrong while starting this reply."
 
 
 class ChatActionError(Exception):
@@ -88,13 +91,15 @@ def lock_conversation(
         streaming = _streaming_in_conversation.rows(conversation_id=conversation_id)
     else:
         streaming = _streaming_for_user.rows(user_id=replying_user_id)
+    alive_since = timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS)
     started = next((at for conv, at in streaming if conv == conversation_id), None)
     if started is not None:
-        if started >= timezone.now() - timedelta(seconds=settings.CHAT_REPLY_STALE_SECONDS):
+        if started >= alive_since:
             raise ChatActionError("busy", "A reply is already being written. Stop it or wait.")
         first = replies_fail_stale(conversation_id=conversation_id, count=count)
     if replying_user_id is not None:
-        others = sum(1 for conv, _ in streaming if conv != conversation_id)
+        # A stale reply elsewhere (its process died) is not running: it must not count.
+        others = sum(1 for conv, at in streaming if conv != conversation_id and at >= alive_since)
         if others >= settings.CHAT_CONCURRENT_REPLIES_PER_USER:
             raise ChatActionError(
                 "rate_limited",
@@ -297,19 +302,36 @@ def _start(
 ) -> ReplyStart:
     """`fresh`: every created turn is the first child of a new parent, so 1 of 1 candidates.
     `recent`: the visible turns after this change, newest first, when the caller knows them."""
-    events = list(leading or [])
-    wires = [turn_to_wire(t) for t in created] if fresh else turns_to_wire(created)
-    events.extend(event("turn.created", t.seq, turn=w) for t, w in zip(created, wires, strict=True))
+    try:
+        events = list(leading or [])
+        wires = [turn_to_wire(t) for t in created] if fresh else turns_to_wire(created)
+        events.extend(
+            event("turn.created", t.seq, turn=w) for t, w in zip(created, wires, strict=True)
+        )
+        prompt = prompt_input_for_conversation(
+            conversation=conversation, continue_last=continue_last, recent=recent
+        )
+        params = params_for(conversation)
+    except Exception:
+        # The turns are stored, and no runner will write this placeholder: left "streaming",
+        # it would hold the conversation busy until the stale limit.
+        reply_finish(
+            turn_id=placeholder.pk,
+            content=placeholder.content,
+            status=TurnStatus.FAILED,
+            after_seq=next_seq - 1,
+            error_code=START_FAILED_CODE,
+            error_message=START_FAILED_MESSAGE,
+        )
+        raise
     return ReplyStart(
         conversation_id=conversation.pk,
         turn_id=placeholder.pk,
         speaker=placeholder.name,
         events=events,
         next_seq=next_seq,
-        prompt=prompt_input_for_conversation(
-            conversation=conversation, continue_last=continue_last, recent=recent
-        ),
-        params=params_for(conversation),
+        prompt=prompt,
+        params=params,
         prefix=placeholder.content,
     )
 

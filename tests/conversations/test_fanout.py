@@ -214,3 +214,43 @@ async def test_another_users_socket_is_refused_and_hears_nothing(m2her, conversa
     await collect_until(mine, "reply.completed")
     assert await theirs.receive_nothing(timeout=0.1)
     await mine.disconnect()
+
+
+class UnreachableSharedLayer(FlakySharedLayer):
+    """A shared layer that goes down after the sockets joined: every group join and group send
+    from then on fails, as with Redis unreachable."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.receive_failures = self.join_failures = 0
+        self.down = False
+
+    async def group_add(self, group, channel):
+        if self.down:
+            raise ConnectionError("Redis is unreachable")
+        await super().group_add(group, channel)
+
+    async def group_send(self, group, message):
+        if self.down:
+            raise ConnectionError("Redis is unreachable")
+        await super().group_send(group, message)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_runs_to_its_end_for_this_process_while_the_shared_layer_is_down(
+    m2her, conversation, settings, caplog
+):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
+    }
+    ws, _ = await synced(conversation.pk, conversation.owner)
+    get_channel_layer().down = True
+
+    await send_message(ws, "[[words=5]] through the outage")
+    events = await collect_until(ws, "reply.completed")
+
+    assert [e["type"] for e in events][:3] == ["turn.created", "turn.created", "reply.started"]
+    assert events[-1]["content"].endswith("word5")
+    assert "could not publish events" in caplog.text
+    assert "could not join its control group" in caplog.text
+    await ws.disconnect()

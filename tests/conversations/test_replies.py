@@ -286,6 +286,20 @@ def test_concurrent_replies_per_user_are_limited(alice, settings):
     assert excinfo.value.code == "rate_limited"
 
 
+def test_a_stale_reply_elsewhere_does_not_count_as_running(alice, settings):
+    settings.CHAT_CONCURRENT_REPLIES_PER_USER = 1
+    character = make_character()
+    one = conversation_create(owner=alice, character=character)
+    two = conversation_create(owner=alice, character=character)
+    orphan = send(one)  # its process died: nothing marks it alive any more
+    Turn.objects.filter(pk=orphan.turn_id).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    started = send(two)
+
+    assert not started.duplicate
+    assert Turn.objects.get(pk=started.turn_id).status == "streaming"
+
+
 def test_a_resend_refused_for_other_running_replies_is_still_a_duplicate(alice, settings):
     settings.CHAT_CONCURRENT_REPLIES_PER_USER = 1
     character = make_character()

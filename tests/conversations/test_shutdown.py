@@ -1,0 +1,98 @@
+"""A server stopped as a deploy stops it (SIGTERM to `python -m companion.serve`) while a reply
+streams: the reply ends stored as `interrupted` with the text sent so far, not left "streaming"
+with nobody writing it."""
+
+import json
+import os
+import signal
+import uuid
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from conversations.llm.fake_server import FakeM2her
+from conversations.models import Turn
+from conversations.services.conversations import conversation_create
+from tests.conversations.chat_helpers import session_cookie
+from tests.factories import make_character, make_user
+from tests.servers import DAPHNE, database_url, free_port, start_process, stop_process
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def fake():
+    with FakeM2her.in_thread(tokens_per_second=20) as server:
+        yield server
+
+
+@pytest.fixture
+def server(fake):
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        "DATABASE_URL": database_url(),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_DEBUG": "true",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LLM_BACKEND": "m2her",
+        "M2HER_API_KEY": "test-key",
+        "M2HER_BASE_URL": fake.base_url,
+    }
+    port = free_port()
+    args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"]
+    process = start_process("daphne", args, env, port)
+    yield process
+    stop_process(process)
+
+
+@pytest.fixture
+def conversation(db):
+    return conversation_create(owner=make_user("term"), character=make_character(name="Aria"))
+
+
+async def connect(server, conversation, user):
+    url = f"ws://127.0.0.1:{server.port}/ws/conversations/{conversation.pk}/"
+    cookie = await session_cookie(user)
+    return await websockets.connect(url, origin=server.url, additional_headers={"Cookie": cookie})
+
+
+async def test_a_reply_streaming_when_the_server_stops_is_stored_as_interrupted(
+    server, conversation
+):
+    ws = await connect(server, conversation, conversation.owner)
+    await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
+    assert json.loads(await ws.recv(10))["type"] == "sync.state"
+    text = "[[words=200]] a long story"
+    await ws.send(
+        json.dumps({"type": "message.send", "client_id": str(uuid.uuid4()), "text": text})
+    )
+    seen = ""
+    while len(seen.split()) < 5:
+        event = json.loads(await ws.recv(10))
+        if event["type"] == "reply.delta":
+            seen += event["text"]
+
+    os.kill(server.proc.pid, signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0
+
+    def reply():
+        return Turn.objects.filter(conversation=conversation, role="assistant").latest("seq")
+
+    stored = await database_sync_to_async(reply)()
+    assert (stored.status, stored.error_code) == ("failed", "interrupted")
+    # At least what this tab was shown, and no more than the model had said by then.
+    assert stored.content.startswith(seen)
+    assert len(stored.content.split()) < 200
+
+
+async def test_another_users_socket_is_refused(server, conversation):
+    stranger = await database_sync_to_async(make_user)("stranger")
+    ws = await connect(server, conversation, stranger)
+
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv(10)
+
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4404
