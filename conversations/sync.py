@@ -8,7 +8,7 @@ from uuid import UUID
 
 from companion.compiled import Compiled, columns, instance
 from conversations.models import Turn, TurnStatus
-from conversations.services.sequence import conversation_current_seq, conversation_last_seq
+from conversations.services.sequence import conversation_current_seq
 from conversations.wire import WireTurn, turns_to_wire
 
 SYNC_LIMIT = 200
@@ -26,17 +26,17 @@ class SyncState:
 
 def sync_state(*, conversation_id: UUID, after_seq: int) -> SyncState:
     """Turns changed after `after_seq` (the newest `SYNC_LIMIT`), oldest first."""
+    # Read before the turns: a change committed in between is then among the turns, or has a
+    # number above the answer's (numbers are handed out in commit order) and so reaches the
+    # socket as an event. Read after, the answer could claim a turn it does not hold, and the
+    # socket would drop that turn's event as already covered.
+    current = conversation_current_seq(conversation_id=conversation_id)
     changed = [
         turn
         for row in _changed.rows(conversation_id=conversation_id, after_seq=after_seq)
         if (turn := instance(Turn, row)) is not None
     ]
-    # The newest change is the newest number a turn holds; only without one is it looked up.
-    seq = (
-        max(changed[0].updated_seq, conversation_last_seq(conversation_id=conversation_id))
-        if changed
-        else conversation_current_seq(conversation_id=conversation_id)
-    )
+    seq = max(changed[0].updated_seq, current) if changed else current
     complete = len(changed) <= SYNC_LIMIT
     changed = sorted(changed[:SYNC_LIMIT], key=lambda t: t.seq)
     streaming = _streaming.rows(conversation_id=conversation_id)

@@ -69,12 +69,6 @@ def conversation_allocate_seq(*, conversation_id: UUID, count: int = 1) -> int:
     return last - count + 1
 
 
-def conversation_last_seq(*, conversation_id: UUID) -> int:
-    """The last number a transaction handed out (a finished reply may hold a newer one)."""
-    rows = _last_seq.rows(conversation_id=conversation_id)
-    return int(rows[0][0] or 0) if rows else 0
-
-
 def conversation_current_seq(*, conversation_id: UUID) -> int:
     """The newest sequence number a client can have seen from the database."""
     rows = _current_seq.rows(conversation_id=conversation_id)
@@ -83,12 +77,6 @@ def conversation_current_seq(*, conversation_id: UUID) -> int:
     return int(max(rows[0]))
 
 
-_last_seq = Compiled(
-    lambda conversation_id: (
-        Conversation.objects.filter(pk=conversation_id).values_list("last_seq").query
-    ),
-    conversation_id=UUID(int=0x5E5),
-)
 _current_seq = Compiled(
     lambda conversation_id: (
         Conversation.objects.filter(pk=conversation_id)

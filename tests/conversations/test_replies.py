@@ -1,3 +1,4 @@
+import threading
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -273,6 +274,32 @@ def test_sync_state_lists_changes_after_a_seq_and_the_running_reply(conversation
     assert [t["content"] for t in state.turns] == ["done"]
     assert state.streaming_turn_id is None
     assert state.seq == seq
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_stored_while_a_sync_reads_is_in_its_answer_or_after_its_seq(conversation):
+    finish(send(conversation))
+    after = conversation_current_seq(conversation_id=conversation.pk)
+    stored = []
+
+    def another_process_sends(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not stored:  # between the sync's first read and the next
+            other = threading.Thread(target=lambda: stored.append(send(conversation, "meanwhile")))
+            other.start()
+            other.join()
+        return result
+
+    with connection.execute_wrapper(another_process_sends):
+        state = sync_state(conversation_id=conversation.pk, after_seq=after)
+
+    held = {turn["id"] for turn in state.turns}
+    event_seqs = [event["seq"] for event in stored[0].events]
+    # Each new turn is in the answer, or its event comes after the answer's number.
+    assert all(
+        turn_event["turn"]["id"] in held or turn_event["seq"] > state.seq
+        for turn_event in stored[0].events
+    ), (state.seq, held, event_seqs)
 
 
 def test_concurrent_replies_per_user_are_limited(alice, settings):
