@@ -12,8 +12,6 @@ from conversations.services.replies import ChatActionError, hide_after, lock_con
 from conversations.services.sequence import conversation_allocate_seq
 from conversations.wire import event, turns_to_wire
 
-MAX_BRANCH_WALK = 2_000
-
 
 def siblings_of(turn: Turn) -> list[Turn]:
     parent = {"parent_id": turn.parent_id} if turn.parent_id else {"parent__isnull": True}
@@ -28,6 +26,24 @@ def turn_is_reply(*, conversation_id: UUID, turn_id: int) -> bool:
     return Turn.objects.filter(
         conversation_id=conversation_id, pk=turn_id, role=Role.ASSISTANT
     ).exists()
+
+
+def _hidden_with(chosen: Turn) -> list[Turn]:
+    """The turns that left the transcript together with `chosen` (the branch the user last saw
+    below it), oldest first.
+
+    Hiding a branch stamps every turn it hides with that one event's seq, while a deleted turn
+    carries the seq of its own delete: matching the seq brings the branch back and leaves
+    deletes inside it deleted, however often the branch was left and shown again.
+    """
+    return list(
+        Turn.objects.filter(
+            conversation_id=chosen.conversation_id,
+            active=False,
+            updated_seq=chosen.updated_seq,
+            seq__gt=chosen.seq,
+        ).order_by("seq")
+    )
 
 
 def _visible(conversation_id: UUID, turn_id: int) -> Turn:
@@ -52,14 +68,8 @@ def turn_select_candidate(
             # Nothing changes: the seq taken above is given back, or clients would see a gap.
             transaction.set_rollback(True)
             return []
+        branch = [chosen, *_hidden_with(chosen)]
         hidden = hide_after(conversation_id=conversation_id, seq=current.seq, at_seq=first)
-        branch = [chosen]
-        # Follow the branch the user last saw below this candidate: the most recently hidden child.
-        while len(branch) < MAX_BRANCH_WALK:
-            child = Turn.objects.filter(parent=branch[-1]).order_by("-updated_seq", "-seq").first()
-            if child is None:
-                break
-            branch.append(child)
         start = conversation_allocate_seq(conversation_id=conversation_id, count=len(branch))
         for offset, turn in enumerate(branch):
             turn.active = True
