@@ -81,7 +81,9 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     else:
         raise replies.ChatActionError("bad_frame", "Unsupported action.")
     if start.duplicate:
-        return
+        # Said, not silently dropped: a page whose message was stored (and maybe hidden since)
+        # waits for a word about it before it sends anything else.
+        raise replies.ChatActionError("duplicate", "This message was sent already.")
     await publish(conversation_id, start.events)
     streaming.start_reply(start, backend)
 

@@ -116,7 +116,11 @@ def parse_client_message(raw: str | None) -> ClientMessage:
     """Parse one text frame; raise `ProtocolError` with the `error.code` to answer with."""
     if raw is None:
         raise ProtocolError("bad_frame", "Only text frames are accepted.")
-    if len(raw) > MAX_FRAME_BYTES:
+    # A character is 1 to 4 bytes: only a frame that may be over the limit is encoded to tell.
+    if (
+        len(raw) * 4 > MAX_FRAME_BYTES
+        and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
+    ):
         raise ProtocolError("too_long", "The frame is too large.")
     try:
         frame = json.loads(raw)

@@ -244,7 +244,11 @@ class Chat {
       const live = msg.streaming;
       const turn = live && this.turns.get(live.turn_id);
       if (turn) {
-        Object.assign(turn, { status: "streaming", content: live.content || "", name: live.name || turn.name });
+        const shown = turn.status === "streaming" ? turn.content || "" : "";
+        let content = live.content || "";
+        // The stored row (when no runner answered) lags the live text: keep what was shown.
+        if (content.length < shown.length && shown.startsWith(content)) content = shown;
+        Object.assign(turn, { status: "streaming", content, name: live.name || turn.name });
         this.streamingId = turn.id;
         this.view.render(turn);
       } else if (!live) {
@@ -329,6 +333,12 @@ class Chat {
     }
     if (action && action.type === "message.send" && this.inFlight === action.clientId) {
       // Frames are answered in order and only one message is in flight: this error is its.
+      if (msg.code === "duplicate") {
+        // Stored before (its turn may be hidden since): delivered, and the sync shows where.
+        this.delivered(action.clientId);
+        this.requestSync();
+        return;
+      }
       this.inFlight = null;
       const item = this.outbox.find((m) => m.clientId === action.clientId);
       if (!item) return;
@@ -350,7 +360,11 @@ class Chat {
 
   upsert(turn) {
     if (!turn || typeof turn.id !== "number") return;
-    if (turn.active === false) return this.remove(turn.id);
+    if (turn.active === false) {
+      // Hidden since it was stored, but stored: a message waiting for it is delivered.
+      if (turn.client_id) this.delivered(turn.client_id);
+      return this.remove(turn.id);
+    }
     const known = this.turns.get(turn.id);
     // Older than the loaded window: it shows up when the reader scrolls there.
     if (!known && this.hasMore && this.oldestSeq !== null && turn.seq < this.oldestSeq) return;

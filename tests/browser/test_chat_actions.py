@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conversations.models import Role, Turn, TurnStatus
+from conversations.services.branches import turn_delete
 from conversations.services.conversations import conversation_delete
 from tests.browser.pages import (
     LONG,
@@ -280,3 +281,52 @@ def test_no_other_action_goes_out_while_a_message_is_on_its_way(chat_page: Page,
     pending = chat_page.locator("#turns > li.is-pending")
     expect(pending).to_contain_text("not sent")
     expect(pending.get_by_role("button", name="Discard")).to_be_visible()
+
+
+def test_a_resent_message_whose_turn_was_hidden_since_is_let_go(chat_page: Page, alice_chat):
+    _, conversation = alice_chat
+    send(chat_page, "Hello there")
+    reply_complete(chat_page, 2)
+    user = visible_turns(conversation)[1]
+    turn_delete(conversation_id=conversation.pk, turn_id=user.pk)  # from another tab, say
+
+    # A page that never saw it confirmed (its event was lost) sends it again.
+    chat_page.evaluate(
+        """(clientId) => {
+          const chat = window.companion.chat;
+          chat.outbox.push({ clientId, text: "Hello there", error: null, busyCount: 0 });
+          chat.flushOutbox();
+        }""",
+        str(user.client_id),
+    )
+
+    expect(chat_page.locator("#turns > li.is-pending")).to_have_count(0)
+    expect(chat_page.locator(f"#turn-{user.pk}")).to_have_count(0)
+    send(chat_page, "Still here?")
+    expect(chat_page.locator(REPLIES).last).to_contain_text("Still here?", timeout=REPLY_TIMEOUT)
+    users = Turn.objects.filter(conversation=conversation, role=Role.USER)
+    assert [t.content for t in users.order_by("seq")] == ["Hello there", "Still here?"]
+
+
+def test_a_sync_answered_from_the_stored_row_keeps_the_text_already_shown(
+    chat_page: Page, alice_chat
+):
+    send(chat_page, LONG)
+    reply_streaming(chat_page, 2, min_chars=20)
+
+    # What the server answers when no runner gave a snapshot: the stored row, still empty.
+    shown, kept = chat_page.evaluate(
+        """() => {
+          const chat = window.companion.chat;
+          const turn = chat.turns.get(chat.streamingId);
+          const shown = turn.content;
+          chat.onSyncState({
+            type: "sync.state", seq: chat.lastSeq, turns: [], complete: true,
+            streaming: { turn_id: turn.id, name: turn.name, content: "" },
+          });
+          return [shown, chat.turns.get(turn.id).content];
+        }"""
+    )
+
+    assert len(shown) >= 20
+    assert kept.startswith(shown)

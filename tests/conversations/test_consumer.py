@@ -74,6 +74,8 @@ async def test_resending_a_client_id_creates_one_turn(m2her, conversation, owner
     client_id = await send_message(ws, "Once")
     await collect_until(ws, "reply.completed")
     await send_message(ws, "Once", client_id=client_id)
+    refused = await receive(ws)
+    assert (refused["type"], refused["code"]) == ("error", "duplicate")
     await send(ws, type="sync", after_seq=0)
     state = await receive(ws)
     assert state["type"] == "sync.state"

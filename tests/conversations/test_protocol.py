@@ -58,6 +58,14 @@ def test_every_client_message_type_parses():
         (frame(type="reply.select", turn_id=1, index=0), "bad_frame"),
         (frame(type="turn.delete"), "bad_frame"),
         ("x" * (64 * 1024 + 1), "too_long"),
+        # 60,000 characters, 240,000 bytes: the limit is in bytes, as on the wire.
+        (
+            json.dumps(
+                {"type": "turn.edit", "turn_id": 1, "text": "\U0001f642" * 60_000},
+                ensure_ascii=False,
+            ),
+            "too_long",
+        ),
         ("[" * 100_000 + "]" * 100_000, "too_long"),
     ],
 )
