@@ -22,6 +22,7 @@ from conversations.services.branches import turn_delete, turn_edit_reply, turn_s
 from conversations.services.conversations import conversation_create
 from conversations.services.replies import (
     ChatActionError,
+    ReplyStart,
     reply_begin_continue,
     reply_begin_edit,
     reply_begin_for_message,
@@ -280,7 +281,7 @@ def test_sync_state_lists_changes_after_a_seq_and_the_running_reply(conversation
 def test_a_message_stored_while_a_sync_reads_is_in_its_answer_or_after_its_seq(conversation):
     finish(send(conversation))
     after = conversation_current_seq(conversation_id=conversation.pk)
-    stored = []
+    stored: list[ReplyStart] = []
 
     def another_process_sends(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
@@ -294,12 +295,11 @@ def test_a_message_stored_while_a_sync_reads_is_in_its_answer_or_after_its_seq(c
         state = sync_state(conversation_id=conversation.pk, after_seq=after)
 
     held = {turn["id"] for turn in state.turns}
-    event_seqs = [event["seq"] for event in stored[0].events]
     # Each new turn is in the answer, or its event comes after the answer's number.
     assert all(
         turn_event["turn"]["id"] in held or turn_event["seq"] > state.seq
         for turn_event in stored[0].events
-    ), (state.seq, held, event_seqs)
+    ), (state.seq, held, [turn_event["seq"] for turn_event in stored[0].events])
 
 
 def test_concurrent_replies_per_user_are_limited(alice, settings):
