@@ -1,9 +1,9 @@
 """URL configuration: pages, the JSON API, accounts and the admin."""
 
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
+
+from companion.media import media
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -13,6 +13,6 @@ urlpatterns = [
     path("", include("characters.card_urls")),
     path("", include("characters.urls")),
     path("", include("conversations.urls")),
-    # Avatars are small, validated images; a reverse proxy may serve /media/ itself instead.
-    re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
+    # A reverse proxy may serve /media/ itself instead, with the same sandboxing header.
+    re_path(r"^media/(?P<path>.*)$", media),
 ]
