@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from conversations import streaming
 from conversations.fanout import publish
 from conversations.llm.factory import get_backend
+from conversations.models import Conversation
 from conversations.protocol import (
     ClientMessage,
     ContinueReply,
@@ -23,6 +24,7 @@ from conversations.protocol import (
     StopReply,
 )
 from conversations.ratelimit import replies_check_rate
+from conversations.selectors import conversation_is_users
 from conversations.services import branches, replies
 from conversations.services.replies import ReplyStart
 
@@ -33,6 +35,12 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     """Carry out one client action; raise `ChatActionError` for the client to be told why."""
     if isinstance(message, StopReply):
         await streaming.request_stop(conversation_id)
+        # Every other frame finds out from its own reads; a socket left on a deleted
+        # conversation is closed at its next frame, this one included.
+        if not await database_sync_to_async(conversation_is_users)(
+            conversation_id=conversation_id, user_id=user_id
+        ):
+            raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
         return
     if isinstance(message, SelectCandidate):
         await _apply(

@@ -48,6 +48,11 @@ def conversation_id_for_user(*, conversation_id: UUID | str, user: Any) -> UUID:
     return found
 
 
+def conversation_is_users(*, conversation_id: UUID, user_id: int) -> bool:
+    """Whether the conversation is still there, and the user's."""
+    return bool(_owned_id.rows(conversation_id=conversation_id, user_id=user_id))
+
+
 # Every socket asks when it connects.
 _owned_id = Compiled(
     lambda conversation_id, user_id: (

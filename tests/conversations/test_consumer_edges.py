@@ -68,6 +68,7 @@ async def test_a_message_no_database_stores_is_refused_and_the_socket_stays(
         {"type": "turn.delete", "turn_id": 1},
         {"type": "reply.select", "turn_id": 1, "index": 1},
         {"type": "sync", "after_seq": 0},
+        {"type": "reply.stop"},
     ],
 )
 async def test_a_socket_on_a_deleted_conversation_is_closed_as_not_found(
