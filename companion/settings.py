@@ -258,4 +258,6 @@ CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_MESSAGES_PER_MINUTE: int = env.int("CHAT_MESSAGES_PER_MINUTE", default=20)
 CHAT_CONCURRENT_REPLIES_PER_USER: int = env.int("CHAT_CONCURRENT_REPLIES_PER_USER", default=3)
 CHAT_FLUSH_INTERVAL_MS: int = env.int("CHAT_FLUSH_INTERVAL_MS", default=40)
-CHAT_REPLY_STALE_SECONDS: int = env.int("CHAT_REPLY_STALE_SECONDS", default=600)
+# A stopping server stores its replies as interrupted; only a crashed one leaves replies that
+# hold their conversations busy this long. A running reply is marked alive every third of it.
+CHAT_REPLY_STALE_SECONDS: int = env.int("CHAT_REPLY_STALE_SECONDS", default=120)
