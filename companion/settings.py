@@ -246,6 +246,7 @@ LOCAL_MODEL_REPEAT_PENALTY: float = env.float("LOCAL_MODEL_REPEAT_PENALTY", defa
 LLM_CONNECT_TIMEOUT: float = env.float("LLM_CONNECT_TIMEOUT", default=10.0)
 LLM_FIRST_BYTE_TIMEOUT: float = env.float("LLM_FIRST_BYTE_TIMEOUT", default=60.0)
 LLM_IDLE_TIMEOUT: float = env.float("LLM_IDLE_TIMEOUT", default=30.0)
+LLM_REPLY_TIMEOUT: float = env.float("LLM_REPLY_TIMEOUT", default=600.0)
 LLM_MAX_RETRIES: int = env.int("LLM_MAX_RETRIES", default=2)
 LLM_RETRY_AFTER_CAP: float = env.float("LLM_RETRY_AFTER_CAP", default=20.0)
 LLM_RETRY_BASE_DELAY: float = env.float("LLM_RETRY_BASE_DELAY", default=0.5)

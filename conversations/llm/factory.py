@@ -57,6 +57,7 @@ def backend_config() -> BackendConfig:
         connect_timeout=settings.LLM_CONNECT_TIMEOUT,
         first_byte_timeout=settings.LLM_FIRST_BYTE_TIMEOUT,
         idle_timeout=settings.LLM_IDLE_TIMEOUT,
+        reply_timeout=settings.LLM_REPLY_TIMEOUT,
         max_retries=max(settings.LLM_MAX_RETRIES, 0),
         retry_after_cap=settings.LLM_RETRY_AFTER_CAP,
         retry_base_delay=settings.LLM_RETRY_BASE_DELAY,

@@ -69,7 +69,9 @@ class StreamSession:
         decoder: Decoder,
         settings: HttpSettings,
     ) -> tuple[StreamSession, list[StreamEvent]]:
-        watchdog = Watchdog(settings.first_byte_timeout, settings.idle_timeout)
+        watchdog = Watchdog(
+            settings.first_byte_timeout, settings.idle_timeout, settings.reply_timeout
+        )
         watchdog.waiting()
         try:
             response = await client.send(request, stream=True)
@@ -167,7 +169,10 @@ class StreamSession:
                 if self._decoder.finish_reason is not None:
                     self._ended = True
                     return None  # the reply was over; the server just never closed
-                raise LLMError(ErrorCode.TIMEOUT, detail="the stream went silent") from None
+                detail = (
+                    "the reply went on too long" if watchdog.overran else "the stream went silent"
+                )
+                raise LLMError(ErrorCode.TIMEOUT, detail=detail) from None
             raise
         except httpx.HTTPError as exc:
             self._ended = True

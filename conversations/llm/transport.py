@@ -24,6 +24,8 @@ class HttpSettings:
     connect_timeout: float = 10.0
     first_byte_timeout: float = 60.0
     idle_timeout: float = 30.0
+    # A whole exchange, however lively: keep-alive comments alone never end a reply otherwise.
+    reply_timeout: float = 600.0
     max_retries: int = 2
     retry_after_cap: float = 20.0
     retry_base_delay: float = 0.5
@@ -72,25 +74,42 @@ class ClientPool:
             await client.aclose()
 
 
+# How soon a watchdog past its deadline looks again for a wait to end.
+_RECHECK = 0.05
+
+
 class Watchdog:
     """Cancels the reading task when the upstream stays silent too long.
 
-    The first wait (connect, headers, first chunk) may last `first_byte`; later waits `idle`.
-    Only time spent waiting on the network counts: a slow consumer never trips it. One timer
-    per stream is re-armed lazily, so each chunk costs two attribute writes, not a timer.
+    The first wait (connect, headers, first chunk) may last `first_byte`; later waits `idle`;
+    and no wait goes on past `total` from the start. Only waiting on the network is ended: a
+    slow consumer never trips it. One timer per stream is re-armed lazily, so each chunk costs
+    two attribute writes, not a timer.
     """
 
-    __slots__ = ("_handle", "_idle", "_limit", "_loop", "_since", "_task", "fired")
+    __slots__ = (
+        "_deadline",
+        "_handle",
+        "_idle",
+        "_limit",
+        "_loop",
+        "_since",
+        "_task",
+        "fired",
+        "overran",
+    )
 
-    def __init__(self, first_byte: float, idle: float) -> None:
+    def __init__(self, first_byte: float, idle: float, total: float = float("inf")) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._limit = first_byte
         self._idle = idle
+        self._deadline = self._loop.time() + total
         self._since: float | None = None
         self.fired = False
+        self.overran = False  # fired for the whole exchange's limit, not for a silence
         self._handle: asyncio.TimerHandle | None = self._loop.call_at(
-            self._loop.time() + first_byte, self._check
+            min(self._loop.time() + first_byte, self._deadline), self._check
         )
 
     def waiting(self) -> None:
@@ -106,7 +125,8 @@ class Watchdog:
             self._limit = self._idle
             if self._handle is not None:
                 self._handle.cancel()
-                self._handle = self._loop.call_at(self._loop.time() + self._idle, self._check)
+                due = min(self._loop.time() + self._idle, self._deadline)
+                self._handle = self._loop.call_at(due, self._check)
 
     def timed_out(self) -> bool:
         """After a CancelledError: True when this watchdog caused it (and nobody else did)."""
@@ -120,15 +140,20 @@ class Watchdog:
     def _check(self) -> None:
         now = self._loop.time()
         since = self._since
+        overran = now >= self._deadline
         if since is None:
-            self._handle = self._loop.call_at(now + self._limit, self._check)
-        elif now - since >= self._limit:
+            # Not waiting, so nothing to end yet: looked at again a limit later or at the
+            # deadline, and soon after while past it (the next wait is then ended at once).
+            due = now + _RECHECK if overran else min(now + self._limit, self._deadline)
+            self._handle = self._loop.call_at(due, self._check)
+        elif overran or now - since >= self._limit:
             self._handle = None
             self.fired = True
+            self.overran = overran and now - since < self._limit
             if self._task is not None:
                 self._task.cancel()
         else:
-            self._handle = self._loop.call_at(since + self._limit, self._check)
+            self._handle = self._loop.call_at(min(since + self._limit, self._deadline), self._check)
 
 
 def transport_error(exc: httpx.HTTPError, *, started: bool) -> LLMError:

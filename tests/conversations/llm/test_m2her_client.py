@@ -412,3 +412,25 @@ async def test_after_a_burst_a_bounded_number_of_connections_stay_for_the_next_r
     assert fake.connections == burst  # an idle connection was reused
     pool = backend._clients.get()._transport._pool
     assert 1 <= len(pool.connections) <= KEEPALIVE_CONNECTIONS
+
+
+async def test_a_reply_kept_alive_by_comments_alone_ends_at_the_reply_limit():
+    first = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hmm"}}]}
+    pings = [(0.1, chunk(b": ping\n\n")) for _ in range(60)]
+    server, port = await scripted_server(
+        [(0, CHUNKED_HEAD), (0, chunk(b"data: %s\n\n" % json.dumps(first).encode())), *pings]
+    )
+    # Every ping is within the idle limit; only the whole reply's limit can end it.
+    http = dataclasses.replace(NO_RETRY, idle_timeout=0.5, reply_timeout=1.0)
+    backend = m2her_backend(base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, http=http)
+    async with server:
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            texts, completion, error = await run_stream(backend, user_says("hello"))
+        elapsed = time.monotonic() - started
+        await backend.aclose()
+
+    assert texts == ["Hmm"]
+    assert completion is None
+    assert (error.code, error.detail) == (ErrorCode.TIMEOUT, "the reply went on too long")
+    assert 1.0 <= elapsed < 2.5
