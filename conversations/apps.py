@@ -6,4 +6,4 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from conversations import checks  # noqa: F401  (registers the system checks)
+        from conversations import checks, signout  # noqa: F401  (register checks and receivers)

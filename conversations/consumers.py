@@ -17,6 +17,7 @@ from conversations.models import Conversation
 from conversations.protocol import ProtocolError, Sync, parse_client_message
 from conversations.selectors import conversation_id_for_user
 from conversations.services.replies import ChatActionError
+from conversations.signout import session_group
 from conversations.sync import SyncState, sync_state
 
 SNAPSHOT_TIMEOUT = 2.0
@@ -35,6 +36,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     pending_sync: SyncState | None = None
     buffered: list[tuple[int, str]]
     snapshot_timer: asyncio.Task[None] | None = None
+    # The session's group, which hears when the session signs out.
+    signout_group: str | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -44,6 +47,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             # error or is cancelled: the socket must leave the subscribers either way.
             if hasattr(self, "conversation_id"):
                 await fanout.unsubscribe(self.conversation_id, self)
+            if self.signout_group is not None:
+                await self.channel_layer.group_discard(self.signout_group, self.channel_name)
 
     async def connect(self) -> None:
         await self.accept()
@@ -65,6 +70,14 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.user_id = user.pk
         self.buffered = []
         await fanout.subscribe(self.conversation_id, self)
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if session_key:
+            self.signout_group = session_group(session_key)
+            await self.channel_layer.group_add(self.signout_group, self.channel_name)
+
+    async def session_ended(self, message: dict[str, Any]) -> None:
+        """Its session signed out (in another tab, say): as if it had never signed in."""
+        await self.close(code=4401)
 
     async def disconnect(self, code: int) -> None:
         # Leaving the conversation's subscribers happens in `__call__`, however the socket ends.

@@ -5,18 +5,25 @@ import asyncio
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.urls import reverse
 
+from companion.asgi import application
 from conversations import streaming
 from conversations.llm.factory import get_backend
 from conversations.services.conversations import conversation_create, conversation_delete
 from conversations.services.replies import reply_begin_for_message
 from tests.conversations.chat_helpers import (
+    ORIGIN,
     collect_until,
     open_socket,
     receive,
     send,
     send_message,
+    session_cookie,
     stored_turns,
     synced,
 )
@@ -231,3 +238,27 @@ async def test_a_reply_longer_than_a_message_can_be_edited_but_a_message_cannot(
     assert (refused["type"], refused["code"]) == ("error", "too_long")
     assert await stored_turns(conversation) == before
     await ws.disconnect()
+
+
+async def test_signing_out_closes_that_sessions_sockets_and_no_others(m2her, conversation, owner):
+    cookie = await session_cookie(owner)
+    signed_out = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation.pk}/",
+        headers=[(b"origin", ORIGIN), (b"host", b"127.0.0.1"), (b"cookie", cookie.encode())],
+    )
+    assert (await signed_out.connect(timeout=5))[0]
+    other_browser, _ = await synced(conversation.pk, owner)  # the same user, another session
+
+    def log_out():
+        client = Client()
+        name, _, key = cookie.partition("=")
+        client.cookies[name] = key
+        return client.post(reverse("account_logout"))
+
+    assert (await sync_to_async(log_out)()).status_code == 302
+
+    assert await signed_out.receive_output(timeout=3) == {"type": "websocket.close", "code": 4401}
+    await send_message(other_browser, "[[words=2]] still here")
+    assert (await collect_until(other_browser, "reply.completed"))[-1]["content"] == "word1 word2"
+    await other_browser.disconnect()
