@@ -119,11 +119,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send(text_data=text)
 
     async def _begin_sync(self, after_seq: int) -> None:
-        if self.snapshot_timer is not None:
-            # A sync already waits for a snapshot; this one takes its place (the earlier
-            # timer would otherwise end this one early).
-            self.snapshot_timer.cancel()
-            self.snapshot_timer = None
+        if self.pending_sync is not None:
+            # An earlier sync still waits for its snapshot: every sync gets an answer, so that
+            # one is answered now with what it read (this one asks for the snapshot afresh).
+            await self._finish_sync(self.pending_sync, None)
         self.syncing = True
         try:
             state = await database_sync_to_async(sync_state)(

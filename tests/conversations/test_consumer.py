@@ -460,3 +460,28 @@ async def test_a_stop_while_the_finished_reply_tidies_its_connection_keeps_it_wh
     stored = await turn(events[-1]["turn_id"])
     assert (stored.status, stored.content) == ("complete", "You said: all of it")
     await ws.disconnect()
+
+
+async def test_two_syncs_sent_together_while_a_reply_streams_are_each_answered(
+    m2her, conversation, owner
+):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=60]][[tps=20]] keep talking")
+    await collect_until(ws, "reply.delta")
+
+    await send(ws, type="sync", after_seq=0)
+    await send(ws, type="sync", after_seq=0)
+    states = []
+    while len(states) < 2:
+        event = await receive(ws)
+        if event["type"] == "sync.state":
+            states.append(event)
+
+    # Both from the start: each holds the whole conversation, the reply among it.
+    for state in states:
+        assert [t["role"] for t in state["turns"]] == ["assistant", "user", "assistant"]
+        assert state["streaming"] is not None
+    assert states[0]["seq"] <= states[1]["seq"]
+    await send(ws, type="reply.stop")
+    await collect_until(ws, "reply.stopped")
+    await ws.disconnect()
