@@ -2,6 +2,7 @@ import asyncio
 import json
 import logging
 import uuid
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -471,7 +472,7 @@ async def test_two_syncs_sent_together_while_a_reply_streams_are_each_answered(
 
     await send(ws, type="sync", after_seq=0)
     await send(ws, type="sync", after_seq=0)
-    states = []
+    states: list[dict[str, Any]] = []
     while len(states) < 2:
         event = await receive(ws)
         if event["type"] == "sync.state":
