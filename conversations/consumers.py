@@ -136,7 +136,13 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         # The text generated so far lives with the runner (maybe in another process): ask it.
         self.pending_sync = state
-        await streaming.request_snapshot(self.conversation_id, self.channel_name)
+        try:
+            await streaming.request_snapshot(self.conversation_id, self.channel_name)
+        except Exception:
+            # The layer is unreachable: answered from the database, not left waiting for good.
+            log.exception("could not ask for a snapshot on %s", self.conversation_id)
+            await self._finish_sync(state, None)
+            return
         self.snapshot_timer = asyncio.create_task(self._snapshot_timeout())
 
     async def _snapshot_timeout(self) -> None:

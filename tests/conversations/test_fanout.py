@@ -10,7 +10,7 @@ from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_
 from conversations import fanout
 from conversations.services.conversations import conversation_create
 from conversations.wire import event
-from tests.conversations.chat_helpers import collect_until, open_socket, send_message, synced
+from tests.conversations.chat_helpers import collect_until, open_socket, send, send_message, synced
 from tests.factories import make_character
 
 
@@ -253,4 +253,25 @@ async def test_a_reply_runs_to_its_end_for_this_process_while_the_shared_layer_i
     assert events[-1]["content"].endswith("word5")
     assert "could not publish events" in caplog.text
     assert "could not join its control group" in caplog.text
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_sync_while_the_shared_layer_is_down_is_answered_from_the_database(
+    m2her, conversation, settings
+):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
+    }
+    ws, _ = await synced(conversation.pk, conversation.owner)
+    get_channel_layer().down = True
+    await send_message(ws, "[[words=40]][[tps=20]] a longer one")
+    await collect_until(ws, "reply.delta")
+
+    await send(ws, type="sync", after_seq=0)
+    state = (await collect_until(ws, "sync.state"))[-1]
+
+    assert state["streaming"] is not None  # the reply, from its stored row
+    events = await collect_until(ws, "reply.completed", timeout=10)
+    assert events[-1]["content"].endswith("word40")
     await ws.disconnect()
