@@ -98,3 +98,26 @@ def database_url() -> str:
         port = f":{db['PORT']}" if db.get("PORT") else ""
         return f"postgres://{auth}{host}{port}/{quote(str(db['NAME']), safe='')}"
     raise RuntimeError(f"browser tests do not support {db['ENGINE']}")
+
+
+def daphne_env(model_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a test daphne: the test database, the fake model at `model_url`."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        "DJANGO_DEBUG": "true",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LLM_BACKEND": "m2her",
+        "M2HER_API_KEY": "test-key",
+        "M2HER_BASE_URL": model_url,
+        **extra,
+    }
+
+
+def start_daphne(env: dict[str, str], name: str = "daphne") -> ServerProcess:
+    port = free_port()
+    args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"]
+    return start_process(name, args, env, port)

@@ -21,10 +21,10 @@ from conversations.services.conversations import conversation_create
 from tests.browser.pages import log_in, open_chat
 from tests.factories import make_character, make_persona, make_user
 from tests.servers import (
-    DAPHNE,
     ServerProcess,
-    database_url,
+    daphne_env,
     free_port,
+    start_daphne,
     start_process,
     stop_process,
 )
@@ -101,28 +101,15 @@ def live_server_proc(
     django_db_setup, django_db_blocker, fake_m2her: ServerProcess, media_root: Path
 ) -> Iterator[ServerProcess]:
     """daphne serving companion.asgi:application on the test database."""
-    from django.conf import settings
-
     with django_db_blocker.unblock():
-        url = database_url()
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": url,
-            "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-            "DJANGO_DEBUG": "true",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "LLM_BACKEND": "m2her",
-            "M2HER_API_KEY": "test",
-            "M2HER_BASE_URL": fake_m2her.url,
-            "MEDIA_ROOT": str(media_root),
-            "REDIS_URL": "",
-            "ACCOUNT_EMAIL_VERIFICATION": "none",
-        }
-    )
-    port = free_port()
-    args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port)]
-    server = start_process("daphne", [*args, "companion.asgi:application"], env, port)
+        env = daphne_env(
+            fake_m2her.url,
+            M2HER_API_KEY="test",
+            MEDIA_ROOT=str(media_root),
+            REDIS_URL="",
+            ACCOUNT_EMAIL_VERIFICATION="none",
+        )
+    server = start_daphne(env)
     yield server
     stop_process(server)
 

@@ -2,7 +2,6 @@
 and can resume it — the reply's runner lives in whichever process started it."""
 
 import json
-import os
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from conversations.models import Turn
 from conversations.services.conversations import conversation_create
 from tests.conversations.chat_helpers import session_cookie
 from tests.factories import make_character, make_user
-from tests.servers import DAPHNE, database_url, free_port, start_process, stop_process
+from tests.servers import daphne_env, start_daphne, stop_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,23 +34,11 @@ def fake():
 
 @pytest.fixture
 def two_servers(redis_url, fake):
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": redis_url,
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "DJANGO_DEBUG": "true",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LLM_BACKEND": "m2her",
-        "M2HER_API_KEY": "test-key",
-        "M2HER_BASE_URL": fake.base_url,
-    }
+    env = daphne_env(fake.base_url, REDIS_URL=redis_url)
     servers = []
     try:
         for name in ("daphne-a", "daphne-b"):
-            port = free_port()
-            args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port)]
-            servers.append(start_process(name, [*args, "companion.asgi:application"], env, port))
+            servers.append(start_daphne(env, name))
         yield servers
     finally:
         for server in servers:

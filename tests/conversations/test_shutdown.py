@@ -10,14 +10,13 @@ import uuid
 import pytest
 import websockets
 from channels.db import database_sync_to_async
-from django.conf import settings
 
 from conversations.llm.fake_server import FakeM2her
 from conversations.models import Turn
 from conversations.services.conversations import conversation_create
 from tests.conversations.chat_helpers import session_cookie
 from tests.factories import make_character, make_user
-from tests.servers import DAPHNE, database_url, free_port, start_process, stop_process
+from tests.servers import daphne_env, start_daphne, stop_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,19 +29,7 @@ def fake():
 
 @pytest.fixture
 def server(fake):
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
-        "DATABASE_URL": database_url(),
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
-        "DJANGO_DEBUG": "true",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LLM_BACKEND": "m2her",
-        "M2HER_API_KEY": "test-key",
-        "M2HER_BASE_URL": fake.base_url,
-    }
-    port = free_port()
-    args = [*DAPHNE, "-b", "127.0.0.1", "-p", str(port), "companion.asgi:application"]
-    process = start_process("daphne", args, env, port)
+    process = start_daphne(daphne_env(fake.base_url, REDIS_URL=""))
     yield process
     stop_process(process)
 
