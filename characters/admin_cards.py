@@ -16,12 +16,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from characters.card_forms import card_import_from_request
 from characters.cards.exporting import CONTENT_TYPES, CardFile, card_export
+from characters.cards.lorebooks import too_many_keys
 from characters.cards.uploads import capped_upload
 from characters.models import Character, Lorebook, LorebookEntry
 
@@ -31,10 +33,12 @@ if TYPE_CHECKING:
     _BookInline = admin.StackedInline[Lorebook, Character]
     _CharacterAdminBase = admin.ModelAdmin[Character]
     _EntryForm = forms.ModelForm[LorebookEntry]
+    _EntryFormSet = BaseInlineFormSet[LorebookEntry, Lorebook, _EntryForm]
 else:
     _BookAdmin = _CharacterAdminBase = admin.ModelAdmin
     _EntryInline = _BookInline = admin.StackedInline
     _EntryForm = forms.ModelForm
+    _EntryFormSet = BaseInlineFormSet
 
 IMPORT_TEMPLATE = "cards/admin/import.html"
 MAX_KEYS = 100
@@ -82,6 +86,19 @@ class LorebookEntryForm(_EntryForm):
         )
 
 
+class LorebookEntryFormSet(_EntryFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        keys = sum(len(data.get("keys", [])) + len(data.get("secondary_keys", [])) for data in kept)
+        if problem := too_many_keys(keys):
+            raise forms.ValidationError(problem)
+
+
 def _may_edit_character(request: HttpRequest, character: Character | None) -> bool:
     return character is None or character.user_can_edit(request.user)
 
@@ -89,6 +106,7 @@ def _may_edit_character(request: HttpRequest, character: Character | None) -> bo
 class LorebookEntryInline(_EntryInline):
     model = LorebookEntry
     form = LorebookEntryForm
+    formset = LorebookEntryFormSet
     extra = 0
     ordering = ("insertion_order", "id")
     formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 3})}}

@@ -1,11 +1,17 @@
 """Pure lorebook activation: which entries fire for the recent messages, within a budget.
 
 Keys match as case-insensitive substrings unless an entry is case-sensitive; a key written
-`/pattern/flags` is a regular expression when the entry uses regexes (an invalid or risky
-pattern never matches). Selective entries need a secondary key as well (SillyTavern's
-`selectiveLogic` is honoured). Constant entries always fire. With recursive scanning, fired
-entries' content may trigger others, a bounded number of rounds deep. Over the budget, the
-lowest priority entries are dropped first; the rest are placed by insertion order.
+`/pattern/flags` is a regular expression when the entry uses regexes, run by RE2 in time linear
+in the text (a pattern RE2 cannot run, such as one with a backreference or a lookaround, never
+matches, as an invalid one does). Selective entries need a secondary key as well
+(SillyTavern's `selectiveLogic` is honoured). Constant entries always fire. With recursive
+scanning, fired entries' content may trigger others, a bounded number of rounds deep. Over the
+budget, the lowest priority entries are dropped first; the rest are placed by insertion order.
+
+The key tests of one message share a bounded amount of work, whatever the book holds: a number
+of tests, the characters plain keys search and the steps regexes may take. Once the tests or
+the characters are spent, the keys not yet tested do not match; once the steps are, regexes
+no longer match.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
+
+import re2  # type: ignore[import-untyped]
 
 from conversations.macros import strip_comments
 from conversations.tokens import TokenEstimator, default_estimator
@@ -23,15 +32,23 @@ MAX_SCAN_DEPTH = 100
 MAX_SCAN_CHARS = 20_000
 MAX_RECURSION = 3
 MAX_REGEX_CHARS = 200
-# `re` cannot be interrupted, so risky shapes are refused rather than timed out: no nested
-# repetition, no backreferences, at most one unbounded repetition, and regexes see only the
-# newest MAX_REGEX_SCAN_CHARS of the window (so the worst case stays quadratic in that).
+# Regexes see only the newest part of the window: a regex test costs far more than a plain one.
 MAX_REGEX_SCAN_CHARS = 4_000
-MAX_UNBOUNDED_REPEATS = 1
-_BOUNDED_REPEAT_MAX = 20
+# Lore is matched on the thread that every socket of a process shares for the database, so
+# one message's key tests are bounded (to a few tenths of a second, at worst, on a 2-core
+# server). A plain key test costs the characters it searches. A regex test costs RE2's worst
+# case: when its DFA gives up, every instruction of the program may step for every byte, plus
+# a fixed cost per byte and for compiling; a pattern RE2 refuses still cost the attempt.
+MAX_KEY_TESTS = 20_000
+PLAIN_SCAN_BUDGET = 30_000_000
+REGEX_SCAN_BUDGET = 20_000_000
+_REGEX_STEP_OVERHEAD = 16
+_REGEX_COMPILE_BYTES = 64
+_REGEX_REFUSED_SIZE = 4_096
+# Memory RE2 may use for one pattern (its program and DFA cache); a larger program is refused.
+# With the cache of compiled keys, a process keeps at most 64 MiB of them.
+_REGEX_MAX_MEM = 256 * 1024
 _REGEX_KEY = re.compile(r"/(.+)/([a-z]*)", re.DOTALL)
-# A quantified group that itself repeats or alternates: the shape of catastrophic backtracking.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*(?:[*+}|])(?:[^()\\]|\\.)*\)\s*[*+{]")
 _DECORATOR = re.compile(r"@@@?[a-z_]+(?:[ \t][^\n]*)?", re.IGNORECASE)
 
 
@@ -97,47 +114,29 @@ class LoreResult:
         return tuple(f for f in self.fired if not f.included)
 
 
-def _unbounded_repeats(pattern: str) -> int:
-    """Count `*`, `+`, `{n,}` and wide `{n,m}` outside escapes and character classes."""
-    count, i, in_class, after_repeat = 0, 0, False, False
-    while i < len(pattern):
-        char, step, repeat = pattern[i], 1, False
-        if char == "\\":
-            step = 2
-        elif in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-            step = 2 if pattern[i + 1 : i + 2] == "]" else 1
-        elif char in "*+?":
-            # A `+` or `?` right after a repetition makes it possessive or lazy, not a new one.
-            repeat = True
-            count += char != "?" and not after_repeat
-        elif char == "{" and (bounds := re.match(r"\{(\d*),(\d*)\}", pattern[i:])):
-            repeat, step = True, bounds.end()
-            count += not bounds.group(2) or int(bounds.group(2)) > _BOUNDED_REPEAT_MAX
-        after_repeat = repeat
-        i += step
-    return count
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.max_mem = _REGEX_MAX_MEM
+    options.never_capture = True
+    options.log_errors = False
+    return options
 
 
-@lru_cache(maxsize=512)
-def _compiled(key: str) -> re.Pattern[str] | None:
-    """The regex a `/pattern/flags` key stands for, or None if it is invalid or risky."""
+_RE2_OPTIONS = _re2_options()
+
+
+@lru_cache(maxsize=256)
+def _compiled(key: str) -> Any | None:
+    """The RE2 regex a `/pattern/flags` key stands for, or None if it is invalid or too large."""
     match = _REGEX_KEY.fullmatch(key)
     if match is None or len(key) > MAX_REGEX_CHARS:
         return None
     pattern, flags = match.groups()
-    if _NESTED_QUANTIFIER.search(pattern) or re.search(r"\\[1-9]|\(\?P=", pattern):
-        return None
-    if _unbounded_repeats(pattern) > MAX_UNBOUNDED_REPEATS:
-        return None
-    options = 0
-    for flag in flags:
-        options |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}.get(flag, 0)
+    # JavaScript's flags, as cards write them; only these three change what matches.
+    inline = "".join(flag for flag in "ims" if flag in flags)
     try:
-        return re.compile(pattern, options)
-    except (re.error, RecursionError, OverflowError):
+        return re2.compile(f"(?{inline}){pattern}" if inline else pattern, _RE2_OPTIONS)
+    except (re2.error, UnicodeError):
         return None
 
 
@@ -145,22 +144,83 @@ def is_regex_key(key: str) -> bool:
     return _REGEX_KEY.fullmatch(key) is not None
 
 
-def _matches(key: str, entry: LoreEntry, text: str, folded: str) -> bool:
-    key = key.strip()
-    if not key:
-        return False
-    if entry.use_regex and is_regex_key(key):
+class _Scan:
+    """The key tests of one message: each against the current text, all within one budget."""
+
+    def __init__(self) -> None:
+        self.tests_left = MAX_KEY_TESTS
+        self.plain_left = PLAIN_SCAN_BUDGET
+        self.regex_left = REGEX_SCAN_BUDGET
+        # Tests left undone for want of budget: an entry cannot be judged on them.
+        self.skipped = 0
+        self.use("")
+
+    @property
+    def spent(self) -> bool:
+        return self.tests_left <= 0 or self.plain_left <= 0
+
+    def use(self, text: str) -> None:
+        self.text = text
+        self.folded = text.casefold()
+        self._tail: bytes | None = None
+        # Books repeat keys across entries (a name, a secondary key): each is tested once.
+        self._seen: dict[tuple[str, str], bool] = {}
+
+    def matches(self, key: str, entry: LoreEntry) -> bool:
+        if self.spent:
+            self.skipped += 1
+            return False
+        self.tests_left -= 1
+        # Reading a key (stripping it, telling a regex) costs its length, whatever it matches.
+        self.plain_left -= len(key)
+        key = key.strip()
+        if not key:
+            return False
+        if entry.use_regex and is_regex_key(key):
+            kind = "regex"
+        else:
+            kind = "case" if entry.case_sensitive else "fold"
+        found = self._seen.get((key, kind))
+        if found is None:
+            found = self._regex(key) if kind == "regex" else self._plain(key, kind)
+            if found is None:
+                self.skipped += 1
+                return False
+            self._seen[key, kind] = found
+        return found
+
+    def _plain(self, key: str, kind: str) -> bool | None:
+        cost = len(self.text)
+        if cost > self.plain_left:
+            self.plain_left = 0
+            return None
+        self.plain_left -= cost
+        return key in self.text if kind == "case" else key.casefold() in self.folded
+
+    def _regex(self, key: str) -> bool | None:
+        if len(key) > MAX_REGEX_CHARS:
+            return False
+        if self.regex_left <= 0:
+            return None
+        if self._tail is None:
+            self._tail = self.text[-MAX_REGEX_SCAN_CHARS:].encode("utf-8", "replace")
         pattern = _compiled(key)
-        return pattern is not None and pattern.search(text[-MAX_REGEX_SCAN_CHARS:]) is not None
-    if entry.case_sensitive:
-        return key in text
-    return key.casefold() in folded
+        size = _REGEX_REFUSED_SIZE if pattern is None else pattern.programsize
+        cost = (size + _REGEX_STEP_OVERHEAD) * (len(self._tail) + _REGEX_COMPILE_BYTES)
+        if cost > self.regex_left:
+            self.regex_left = 0
+            return None
+        self.regex_left -= cost
+        return pattern is not None and pattern.search(self._tail) is not None
 
 
-def _secondary_ok(entry: LoreEntry, text: str, folded: str) -> bool:
+def _secondary_ok(entry: LoreEntry, scan: _Scan) -> bool:
     if not entry.selective or not entry.secondary_keys:
         return True
-    hits = [_matches(k, entry, text, folded) for k in entry.secondary_keys]
+    skipped = scan.skipped
+    hits = [scan.matches(k, entry) for k in entry.secondary_keys]
+    if scan.skipped != skipped:
+        return False
     if entry.selective_logic == Logic.NOT_ALL:
         return not all(hits)
     if entry.selective_logic == Logic.NOT_ANY:
@@ -170,10 +230,12 @@ def _secondary_ok(entry: LoreEntry, text: str, folded: str) -> bool:
     return any(hits)
 
 
-def _trigger(entry: LoreEntry, text: str, folded: str) -> str | None:
-    """The key that makes `entry` fire on `text`, or None."""
+def _trigger(entry: LoreEntry, scan: _Scan) -> str | None:
+    """The key that makes `entry` fire on the scanned text, or None."""
     for key in entry.keys:
-        if _matches(key, entry, text, folded) and _secondary_ok(entry, text, folded):
+        if scan.spent:
+            return None
+        if scan.matches(key, entry) and _secondary_ok(entry, scan):
             return key.strip()
     return None
 
@@ -221,14 +283,17 @@ def _activate(book: LoreBook, window: str) -> list[tuple[LoreEntry, str]]:
         else:
             candidates.append(entry)
     content = [strip_comments(e.content) for e, _ in fired if not e.prevent_recursion]
+    scan = _Scan()
     text, rounds = window, 0
     while True:
-        folded = text.casefold()
+        scan.use(text)
         found = []
         for entry in candidates:
+            if scan.spent:
+                break
             if rounds > 0 and entry.exclude_recursion:
                 continue
-            key = _trigger(entry, text, folded)
+            key = _trigger(entry, scan)
             if key is not None:
                 found.append((entry, f"key “{key}”" if rounds == 0 else f"recursion: “{key}”"))
         fired.extend(found)

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 
 from characters.models import Character, Persona, SampleDialogue, Scene, Visibility
+from conversations.lore import LoreEntry
 from conversations.models import Conversation, Role, Turn
 from conversations.services.conversations import conversation_create
 from conversations.services.sequence import conversation_allocate_seq
@@ -141,3 +142,12 @@ def make_session_cookie(user: AbstractUser) -> str:
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.save()
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+_lore_ids = itertools.count(1)
+
+
+def lore_entry(*keys: str, content: str = "", **fields: Any) -> LoreEntry:
+    """A lorebook entry as activation sees it (no database row)."""
+    n = next(_lore_ids)
+    return LoreEntry(id=n, keys=keys, content=content or f"lore {n}", **fields)

@@ -20,6 +20,10 @@ MAX_TOTAL_BYTES = 50 * 1024 * 1024
 MAX_MEMBER_BYTES = 20 * 1024 * 1024
 MAX_RATIO = 200
 RATIO_FLOOR_BYTES = 1024 * 1024
+# What a CHARX carries (images, audio, models) is compressed already and its card.json is text:
+# a whole archive unpacking to more than this many times its size is a way to turn small
+# uploads into large writes to storage, file by file under the per-file check.
+MAX_TOTAL_RATIO = 20
 EMBEDDED_PREFIX = "embeded://"
 
 
@@ -50,12 +54,20 @@ def _safe_name(name: str) -> str:
     return normalised
 
 
-def _check_directory(infos: list[zipfile.ZipInfo]) -> list[tuple[str, zipfile.ZipInfo]]:
+def _check_directory(
+    infos: list[zipfile.ZipInfo], archive_bytes: int
+) -> list[tuple[str, zipfile.ZipInfo]]:
     if len(infos) > MAX_ENTRIES:
         raise CardError(f"The archive has too many files (at most {MAX_ENTRIES}).")
-    if sum(info.file_size for info in infos) > MAX_TOTAL_BYTES:
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked > MAX_TOTAL_BYTES:
         limit = MAX_TOTAL_BYTES // (1024 * 1024)
         raise CardError(f"The archive unpacks to more than {limit} MB.")
+    if unpacked > RATIO_FLOOR_BYTES and unpacked > MAX_TOTAL_RATIO * archive_bytes:
+        raise CardError(
+            "The archive is compressed suspiciously well (a zip bomb?): it unpacks to more "
+            f"than {MAX_TOTAL_RATIO} times its size."
+        )
     members: list[tuple[str, zipfile.ZipInfo]] = []
     seen: set[str] = set()
     for info in infos:
@@ -81,7 +93,7 @@ def read_archive(data: bytes) -> Archive:
     """Read a CHARX archive into memory, with caps on entries, sizes and paths."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = _check_directory(archive.infolist())
+            members = _check_directory(archive.infolist(), len(data))
             files: dict[str, bytes] = {}
             for name, info in members:
                 with archive.open(info) as member:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ AVATAR_UNREADABLE = (
     "The avatar of {name} could not be read, so its card was made without it; "
     "upload the avatar again."
 )
+ASSET_MISSING = "The file {path} of {name} could not be read, so its CHARX was made without it."
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,12 +135,30 @@ def _main_icon_path(card: dict[str, Any], extension: str) -> str:
     return path
 
 
+def _asset_files(character: Character) -> tuple[dict[str, bytes], list[str]]:
+    """The imported archive's files by path, and a warning for each one storage lacks."""
+    files: dict[str, bytes] = {}
+    warnings: list[str] = []
+    for asset in character.card_assets.all():
+        try:
+            with asset.file.open("rb") as file:
+                files[asset.path] = file.read()
+        except OSError:
+            # As with the avatar, the row may outlive its file (say, media not restored with
+            # the database): the archive goes without it rather than fail for every visitor.
+            log.warning(
+                "Card asset %s (%r) of character %s is unreadable",
+                asset.file.name,
+                asset.path,
+                character.pk,
+            )
+            warnings.append(ASSET_MISSING.format(path=asset.path, name=character.name))
+    return files, warnings
+
+
 def _charx(character: Character) -> tuple[bytes, tuple[str, ...]]:
     card = card_object(character)
-    files: dict[str, bytes] = {}
-    for asset in character.card_assets.all():
-        with asset.file.open("rb") as file:
-            files[asset.path] = file.read()
+    files, missing = _asset_files(character)
     # The archive carries the avatar's bytes as they are; only a missing file is left out.
     avatar = _avatar_bytes(character)
     if avatar is not None:
@@ -145,15 +167,15 @@ def _charx(character: Character) -> tuple[bytes, tuple[str, ...]]:
         unchanged = character.card_extras.get("avatar_sha256") == hashlib.sha256(avatar).hexdigest()
         if not (unchanged and path in files):
             files[path] = avatar
-    warnings = _unreadable_avatar(character) if avatar is None else ()
+    warnings = (*missing, *(_unreadable_avatar(character) if avatar is None else ()))
     return charx.write_archive(dump_json(card).encode("utf-8"), files), warnings
 
 
 def card_export(*, character: Character, fmt: str) -> CardFile:
     """Render the character as a card file in `fmt` (png, json or charx).
 
-    An avatar that cannot be read is left out (a PNG card gets the placeholder image instead)
-    and named in the file's `warnings`.
+    An avatar or an archive file that cannot be read is left out (a PNG card gets the
+    placeholder image instead) and named in the file's `warnings`.
     """
     warnings: tuple[str, ...] = ()
     if fmt == "png":

@@ -14,6 +14,9 @@ from characters.cards import fields as f
 from characters.cards.errors import CardError
 
 MAX_ENTRIES = 2000
+# Every key is matched against the recent messages each time the character replies: the
+# book's keys (secondary ones too) bound the work one message causes.
+MAX_KEYS = 5000
 LORE_POSITIONS = ("before_char", "after_char")
 SCAN_DEPTH_MAX = 1000
 TOKEN_BUDGET_MAX = 1_000_000
@@ -124,7 +127,17 @@ def parse_book(raw: Any) -> ParsedBook:
             raise CardError(f"Lorebook entry {index} is not an object.")
         entry_values, entry_meta = f.split(_normalise_entry(item), ENTRY_CODECS)
         parsed.entries.append({**entry_values, "card_extras": entry_meta})
+    keys = sum(len(entry["keys"]) + len(entry["secondary_keys"]) for entry in parsed.entries)
+    if problem := too_many_keys(keys):
+        raise CardError(problem)
     return parsed
+
+
+def too_many_keys(keys: int) -> str | None:
+    """Why a book whose entries hold `keys` keys (secondary ones too) is refused, or None."""
+    if keys <= MAX_KEYS:
+        return None
+    return f"The lorebook has too many keys: {keys:,} across its entries (at most {MAX_KEYS:,})."
 
 
 def build_book(

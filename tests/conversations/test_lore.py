@@ -10,7 +10,7 @@ import pytest
 
 from characters.cards.services import character_import_card
 from characters.models import Lorebook, LorebookEntry
-from conversations.lore import LoreBook, LoreEntry, apply_lorebook, scan_window, strip_decorators
+from conversations.lore import LoreBook, apply_lorebook, scan_window, strip_decorators
 from conversations.models import Role, Turn
 from conversations.prompt_inputs import (
     conversation_for_prompt,
@@ -20,14 +20,8 @@ from conversations.prompt_inputs import (
     prompt_preview_for_new_conversation,
 )
 from conversations.prompts import build_prompt
+from tests.factories import lore_entry as entry
 from tests.factories import make_character, make_persona
-
-_ids = iter(range(1, 10_000))
-
-
-def entry(*keys: str, content: str = "", **fields) -> LoreEntry:
-    n = next(_ids)
-    return LoreEntry(id=n, keys=keys, content=content or f"lore {n}", **fields)
 
 
 def fire(entries, messages, *, budget=10_000, **book) -> list[str]:

@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from characters.cards import lorebooks
 from characters.models import Character, Lorebook, LorebookEntry, Visibility
 from tests.characters.cards import corpus
 from tests.factories import make_character, make_user
@@ -193,6 +194,50 @@ def test_creator_edits_lorebook_entries_inline(creator_alice):
     assert (entry.priority, entry.position, entry.use_regex) == (3, "before_char", True)
     book.refresh_from_db()
     assert (book.scan_depth, book.recursive_scanning) == (4, True)
+
+
+def test_a_lorebook_cannot_be_given_more_keys_than_a_card_may_carry(creator_alice):
+    book = _book_for(creator_alice)
+    entry = book.entries.get()
+    url = reverse("admin:characters_lorebook_change", args=[book.pk])
+    keys_each = 100
+    added = lorebooks.MAX_KEYS // keys_each
+    data = {
+        "character": book.character_id,
+        "name": "Atlas",
+        "description": "",
+        "scan_depth": "",
+        "token_budget": "",
+        "entries-TOTAL_FORMS": str(added + 1),
+        "entries-INITIAL_FORMS": "1",
+        "entries-MIN_NUM_FORMS": "0",
+        "entries-MAX_NUM_FORMS": "1000",
+        "entries-0-id": entry.pk,
+        "entries-0-lorebook": book.pk,
+        "entries-0-keys": "market",
+        "entries-0-content": "Open at night.",
+        "entries-0-enabled": "on",
+        "entries-0-insertion_order": "100",
+        "entries-0-priority": "0",
+    }
+    for n in range(1, added + 1):
+        keys = "\n".join(f"place {n}-{k}" for k in range(keys_each))
+        data |= {
+            f"entries-{n}-lorebook": book.pk,
+            f"entries-{n}-keys": keys,
+            f"entries-{n}-content": f"Place {n}.",
+            f"entries-{n}-enabled": "on",
+            f"entries-{n}-insertion_order": str(n),
+            f"entries-{n}-priority": "0",
+        }
+
+    response = _client(creator_alice).post(url, data)
+
+    assert response.status_code == 200
+    total = added * keys_each + 1
+    told = f"The lorebook has too many keys: {total:,} across its entries"
+    assert told in response.content.decode()
+    assert book.entries.count() == 1
 
 
 def test_another_creator_cannot_see_or_change_a_lorebook(creator_alice, creator_bob):

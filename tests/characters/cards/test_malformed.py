@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from characters.cards import charx as charx_module
+from characters.cards import lorebooks
 from characters.cards.errors import CardError
 from characters.cards.services import character_import_card
 from characters.models import CardAsset, Character, Lorebook, LorebookEntry, SampleDialogue
@@ -132,6 +134,52 @@ def test_charx_member_compressed_suspiciously_well_is_refused(alice, media_root)
     data = _zip({"card.json": _card_json(), "assets/other/bomb.bin": b"\x00" * (5 * 1024 * 1024)})
 
     assert "zip bomb" in _refused(alice, data, "c.charx", media_root)
+
+
+def test_charx_of_small_files_that_unpack_far_beyond_its_size_is_refused(alice, media_root):
+    # Each file stays under the size at which a single file's ratio is checked.
+    zeros = b"\x00" * charx_module.RATIO_FLOOR_BYTES
+    members = {f"assets/other/other/f{i}.bin": zeros for i in range(10)}
+    data = _zip({"card.json": _card_json(), **members})
+
+    assert len(data) * charx_module.MAX_TOTAL_RATIO < 10 * len(zeros)
+    message = _refused(alice, data, "c.charx", media_root)
+
+    assert "zip bomb" in message
+    assert f"more than {charx_module.MAX_TOTAL_RATIO} times its size" in message
+
+
+def test_charx_whose_files_are_already_compressed_is_imported(alice, media_root):
+    # Images, audio and models do not shrink much: the archive is about its unpacked size.
+    noise = random.Random(0).randbytes(2 * charx_module.RATIO_FLOOR_BYTES)
+    data = _zip({"card.json": _card_json(), "assets/other/other/noise.bin": noise})
+
+    result = character_import_card(owner=alice, data=data, filename="c.charx")
+
+    assert result.character.card_assets.get().size == len(noise)
+
+
+def test_lorebook_with_more_keys_than_a_message_may_scan_is_refused(alice, media_root):
+    card = corpus.v2_card()
+    keys_each = 100
+    entries = lorebooks.MAX_KEYS // keys_each + 1
+    card["data"]["character_book"]["entries"] = [
+        {
+            "keys": [f"key {n}-{k}" for k in range(keys_each)],
+            "content": f"Entry {n}.",
+            "extensions": {},
+            "enabled": True,
+            "insertion_order": n,
+        }
+        for n in range(entries)
+    ]
+
+    message = _refused(alice, json.dumps(card).encode(), "c.json", media_root)
+
+    assert message == (
+        f"The lorebook has too many keys: {entries * keys_each:,} across its entries "
+        f"(at most {lorebooks.MAX_KEYS:,})."
+    )
 
 
 def test_charx_member_that_lies_about_its_size_is_refused(alice, media_root):

@@ -189,6 +189,28 @@ def test_an_avatar_missing_from_storage_leaves_every_format_downloadable(client,
     assert archive.namelist() == ["card.json"]
 
 
+def test_an_archive_file_missing_from_storage_is_left_out_and_the_owner_told(alice_client, client):
+    files = {"assets/other/other/kept.bin": b"kept", "assets/other/other/lost.bin": b"lost"}
+    alice_client.post(
+        IMPORT_URL, {"file": _upload("c.charx", corpus.charx(corpus.v3_card(), files))}
+    )
+    character = Character.objects.get()
+    Character.objects.filter(pk=character.pk).update(visibility=Visibility.PUBLIC)
+    lost = character.card_assets.get(path="assets/other/other/lost.bin")
+    lost.file.storage.delete(lost.file.name)
+
+    visitor = client.get(_export_url(character, "charx"))
+    owner = alice_client.get(_export_url(character, "charx"))
+
+    for response in (visitor, owner):
+        assert response.status_code == 200
+        card, exported = corpus.charx_contents(response.content)
+        assert card["data"]["name"] == character.name
+        assert exported == {"assets/other/other/kept.bin": b"kept"}
+    told = f"The file assets/other/other/lost.bin of {character.name} could not be read"
+    assert told in alice_client.get(character.get_absolute_url()).content.decode()
+
+
 def test_only_the_owner_is_told_why_the_card_lacks_the_avatar(alice_client, alice, bob):
     character = make_character(alice, name="Aria")
     character.avatar.save("face.jpg", ContentFile(corpus.truncated_jpeg()))
