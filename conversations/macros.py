@@ -23,7 +23,8 @@ MAX_PASSES = 8
 MAX_ROLL = 1_000_000
 _CHAR = re.compile(r"<bot>|<char>", re.IGNORECASE)
 _USER = re.compile(r"<user>", re.IGNORECASE)
-_COMMENT = re.compile(r"\{\{//.*?\}\}", re.DOTALL)
+_COMMENT_OPEN = "{{//"
+_COMMENT_CLOSE = "}}"
 _MACRO = re.compile(r"\{\{([^{}]*)\}\}")
 _UNESCAPED_COMMA = re.compile(r"(?<!\\),")
 _ROLL = re.compile(r"d?(\d{1,7})", re.IGNORECASE)
@@ -127,7 +128,7 @@ def expand(
             seed=text if seed is None else seed,
             keep_comments=keep_comments,
         )
-        text = _COMMENT.sub("", text)
+        text = _without_comments(text)
         for _ in range(MAX_PASSES):
             expanded = _MACRO.sub(replace, text)
             if expanded == text:
@@ -136,6 +137,22 @@ def expand(
     return literals.resolve(text)
 
 
+def _without_comments(text: str) -> str:
+    # Each comment ends at the first `}}` after its opening, and an opening with no `}}` after
+    # it means no later one has one either: one pass, where a lazy regex would rescan the rest
+    # of the text from every unclosed `{{//`.
+    kept: list[str] = []
+    position = 0
+    while (start := text.find(_COMMENT_OPEN, position)) != -1:
+        end = text.find(_COMMENT_CLOSE, start + len(_COMMENT_OPEN))
+        if end == -1:
+            break
+        kept.append(text[position:start])
+        position = end + len(_COMMENT_CLOSE)
+    kept.append(text[position:])
+    return "".join(kept)
+
+
 def strip_comments(text: str) -> str:
     """Remove `{{// …}}` comments: they are neither sent nor scanned for lore keys."""
-    return _COMMENT.sub("", text) if "{{//" in text else text
+    return _without_comments(text) if _COMMENT_OPEN in text else text

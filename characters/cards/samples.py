@@ -30,19 +30,21 @@ def _speaker(line: str, names: tuple[str, ...]) -> tuple[str, str] | None:
 
 
 def _turns(block: str, names: tuple[str, ...]) -> list[tuple[str, str]]:
-    turns: list[list[str]] = []
+    # A turn's lines are joined once at the end: appending each to a growing string copies
+    # the turn every time, quadratic in its number of lines.
+    turns: list[tuple[str, list[str]]] = []
     for line in block.splitlines():
         found = _speaker(line, names)
         if found is None:
             if turns:
-                turns[-1][1] += "\n" + line
+                turns[-1][1].append(line)
             elif line.strip():
-                turns.append(["char", line])
+                turns.append(("char", [line]))
         elif turns and turns[-1][0] == found[0]:
-            turns[-1][1] += "\n" + found[1]
+            turns[-1][1].append(found[1])
         else:
-            turns.append([found[0], found[1]])
-    return [(speaker, body.strip() or MISSING_LINE) for speaker, body in turns]
+            turns.append((found[0], [found[1]]))
+    return [(speaker, "\n".join(lines).strip() or MISSING_LINE) for speaker, lines in turns]
 
 
 def parse_mes_example(text: str, *, names: Iterable[str] = ()) -> list[tuple[str, str]]:

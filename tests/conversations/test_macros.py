@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -90,6 +91,35 @@ def test_existing_callers_keep_working_without_new_arguments():
 
 def test_strip_comments_leaves_hidden_keys_for_lore_scanning():
     assert strip_comments("a{{// no}}b{{hidden_key:dragon}}") == "ab{{hidden_key:dragon}}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a {{// never closed", "a {{// never closed"),
+        ("{{// one }}b{{// two", "b{{// two"),
+        ("{{// x }}}}", "}}"),
+        ("{{//}}{{//{{// y }}z", "z"),
+        ("{{// spans\nlines }}z", "z"),
+    ],
+)
+def test_a_comment_ends_at_the_first_closing_braces_and_an_unclosed_one_stays(text, expected):
+    assert strip_comments(text) == expected
+    assert _x(text) == expected
+
+
+def test_many_unclosed_comment_openings_are_expanded_in_linear_time():
+    # Four times a description's length, all openings: rescanning the rest of the text from
+    # each one would take the square of its length.
+    text = "{{//" * 20_000
+
+    started = time.monotonic()
+    expanded = _x(text)
+    stripped = strip_comments(text)
+    took = time.monotonic() - started
+
+    assert expanded == stripped == text
+    assert took < 2
 
 
 @pytest.mark.parametrize(
