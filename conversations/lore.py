@@ -36,15 +36,16 @@ MAX_REGEX_CHARS = 200
 MAX_REGEX_SCAN_CHARS = 4_000
 # Lore is matched on the thread that every socket of a process shares for the database, so
 # one message's key tests are bounded (to a few tenths of a second, at worst, on a 2-core
-# server). A plain key test costs the characters it searches. A regex test costs RE2's worst
+# server), while a book at the key limit is still matched whole against a full window. A plain
+# key test costs the characters it searches (300M took ~0.2 s). A regex test costs RE2's worst
 # case: when its DFA gives up, every instruction of the program may step for every byte, plus
-# a fixed cost per byte and for compiling; a pattern RE2 refuses still cost the attempt.
+# a fixed cost per byte and for compiling; a pattern RE2 refuses costs only the attempt to
+# compile it.
 MAX_KEY_TESTS = 20_000
-PLAIN_SCAN_BUDGET = 30_000_000
-REGEX_SCAN_BUDGET = 20_000_000
+PLAIN_SCAN_BUDGET = 300_000_000
+REGEX_SCAN_BUDGET = 100_000_000
 _REGEX_STEP_OVERHEAD = 16
 _REGEX_COMPILE_BYTES = 64
-_REGEX_REFUSED_SIZE = 4_096
 # Memory RE2 may use for one pattern (its program and DFA cache); a larger program is refused.
 # With the cache of compiled keys, a process keeps at most 64 MiB of them.
 _REGEX_MAX_MEM = 256 * 1024
@@ -198,15 +199,16 @@ class _Scan:
         return key in self.text if kind == "case" else key.casefold() in self.folded
 
     def _regex(self, key: str) -> bool | None:
-        if len(key) > MAX_REGEX_CHARS:
-            return False
         if self.regex_left <= 0:
             return None
         if self._tail is None:
             self._tail = self.text[-MAX_REGEX_SCAN_CHARS:].encode("utf-8", "replace")
         pattern = _compiled(key)
-        size = _REGEX_REFUSED_SIZE if pattern is None else pattern.programsize
-        cost = (size + _REGEX_STEP_OVERHEAD) * (len(self._tail) + _REGEX_COMPILE_BYTES)
+        if pattern is None:
+            cost = (len(key) + _REGEX_STEP_OVERHEAD) * _REGEX_COMPILE_BYTES
+        else:
+            size = pattern.programsize + _REGEX_STEP_OVERHEAD
+            cost = size * (len(self._tail) + _REGEX_COMPILE_BYTES)
         if cost > self.regex_left:
             self.regex_left = 0
             return None

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
+from characters.cards.lorebooks import MAX_KEYS
 from conversations.lore import (
+    _REGEX_STEP_OVERHEAD,
     MAX_KEY_TESTS,
     MAX_REGEX_SCAN_CHARS,
     MAX_SCAN_CHARS,
@@ -106,8 +108,8 @@ def test_the_keys_tested_for_one_message_are_capped_however_short_the_window():
 
 def test_regex_keys_stop_matching_once_their_budget_is_spent_and_plain_keys_go_on():
     window = ["x" * MAX_REGEX_SCAN_CHARS + " needle"]
-    # Each test searches MAX_REGEX_SCAN_CHARS bytes, and costs at least a step for each.
-    count = REGEX_SCAN_BUDGET // MAX_REGEX_SCAN_CHARS
+    # Each test searches MAX_REGEX_SCAN_CHARS bytes, at the least cost a program can have.
+    count = REGEX_SCAN_BUDGET // (_REGEX_STEP_OVERHEAD * MAX_REGEX_SCAN_CHARS) + 1
     fillers = [entry(f"/filler{n}/", use_regex=True) for n in range(count)]
     regex = entry("/ne+dle/", content="regex", use_regex=True)
     plain = entry("needle", content="plain", use_regex=True)
@@ -128,3 +130,20 @@ def test_an_entry_whose_secondary_keys_were_left_untested_does_not_fire():
 
     assert fire([unless_ink], ["a map"]) == ["maps"]
     assert fire([*fillers, unless_ink], ["a map"]) == []
+
+
+def test_keys_the_engine_cannot_run_leave_the_budget_to_the_others():
+    window = ["x" * MAX_REGEX_SCAN_CHARS + " a dragon"]
+    # Written for JavaScript's engine: a lookahead and a backreference, many times over.
+    refused = [entry(f"/(?=knight{n})x/", f"/(\\w){n}\\1/", use_regex=True) for n in range(500)]
+    dragon = entry("/dragon/i", content="dragon", use_regex=True)
+
+    assert fire([*refused, dragon], window, scan_depth=10) == ["dragon"]
+
+
+def test_a_book_at_the_key_limit_is_matched_whole_against_a_full_window():
+    window = ["lorem ipsum " * (MAX_SCAN_CHARS // 12) + " the needle"]
+    fillers = [entry(f"filler-{n}") for n in range(MAX_KEYS - 1)]
+    last = entry("needle", content="last")
+
+    assert fire([*fillers, last], window) == ["last"]
