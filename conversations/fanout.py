@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 import weakref
 from collections.abc import Iterable
@@ -48,6 +49,10 @@ class _Hub:
         self._listener: asyncio.Task[None] | None = None
         # Per conversation, the joining of its group: later sockets wait for the same join.
         self._joins: dict[UUID, asyncio.Future[None]] = {}
+        # While publishing to other processes fails, it is tried again only after a pause (and
+        # logged once), not for every delta of every reply.
+        self.publish_paused_until = 0.0
+        self.publish_failing = False
 
     async def channel(self) -> str:
         async with self._channel_lock:  # one channel (and listener) per process, not two
@@ -151,19 +156,30 @@ async def publish(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
     frames = [(payload["seq"], json.dumps(payload)) for payload in events]
     hub = _hub()
     await hub.deliver(conversation_id, frames)
-    if hub.shared:
-        try:
-            await hub.layer.group_send(
-                events_group(conversation_id),
-                {
-                    "type": "chat.events",
-                    "origin": PROCESS_ID,
-                    "conversation": conversation_id.hex,
-                    "events": frames,
-                },
-            )
-        except Exception:
-            # What is published is stored already, and this process's sockets have it. Tabs in
-            # other processes see the gap in seqs (or the stall) and sync; a reply or an action
-            # must not fail because the layer is briefly unreachable.
-            log.exception("could not publish events of %s to other processes", conversation_id)
+    if hub.shared and time.monotonic() >= hub.publish_paused_until:
+        await _publish_shared(hub, conversation_id, frames)
+
+
+async def _publish_shared(hub: _Hub, conversation_id: UUID, frames: list[tuple[int, str]]) -> None:
+    try:
+        await hub.layer.group_send(
+            events_group(conversation_id),
+            {
+                "type": "chat.events",
+                "origin": PROCESS_ID,
+                "conversation": conversation_id.hex,
+                "events": frames,
+            },
+        )
+    except Exception:
+        # What is published is stored already, and this process's sockets have it. Tabs in
+        # other processes see the gap in seqs (or the stall) and sync; a reply or an action
+        # must not fail because the layer is briefly unreachable.
+        hub.publish_paused_until = time.monotonic() + RETRY_SECONDS
+        if not hub.publish_failing:
+            hub.publish_failing = True
+            log.exception("could not publish events to other processes; pausing")
+    else:
+        if hub.publish_failing:
+            hub.publish_failing = False
+            log.warning("publishing events to other processes works again")

@@ -4,12 +4,15 @@ must not go on chatting as the user who signed out."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
+
+log = logging.getLogger(__name__)
 
 
 def session_group(session_key: str) -> str:
@@ -20,7 +23,13 @@ def session_group(session_key: str) -> str:
 @receiver(user_logged_out)
 def close_sockets_of_session(sender: Any, request: Any, **kwargs: Any) -> None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
-    if session_key:
+    if not session_key:
+        return
+    try:
         async_to_sync(get_channel_layer().group_send)(
             session_group(session_key), {"type": "session.ended"}
         )
+    except Exception:
+        # The sign-out itself must go through: the session is ended all the same, and those
+        # sockets find no session when they next connect.
+        log.exception("could not close the sockets of a signed-out session")

@@ -46,7 +46,12 @@ async def request_stop(conversation_id: UUID) -> None:
     runner = _runners.get(conversation_id)
     if runner is not None:
         runner.stop()
-    await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
+    try:
+        await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
+    except Exception:
+        if runner is None:
+            raise  # nobody was told: the client hears that it failed
+        log.exception("could not pass a stop on %s to other processes", conversation_id)
 
 
 async def request_snapshot(conversation_id: UUID, reply_channel: str) -> None:

@@ -5,7 +5,10 @@ import json
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from django.test import Client
+from django.urls import reverse
 
 from conversations import fanout
 from conversations.services.conversations import conversation_create
@@ -274,4 +277,25 @@ async def test_a_sync_while_the_shared_layer_is_down_is_answered_from_the_databa
     assert state["streaming"] is not None  # the reply, from its stored row
     events = await collect_until(ws, "reply.completed", timeout=10)
     assert events[-1]["content"].endswith("word40")
+    await ws.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_stop_and_sign_out_work_while_the_shared_layer_is_down(m2her, conversation, settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
+    }
+    ws, _ = await synced(conversation.pk, conversation.owner)
+    get_channel_layer().down = True
+    await send_message(ws, "[[words=40]][[tps=20]] a longer one")
+    await collect_until(ws, "reply.delta")
+
+    await send(ws, type="reply.stop")
+    events = await collect_until(ws, "reply.stopped", "error")
+
+    assert events[-1]["type"] == "reply.stopped"
+    client = Client()
+    await sync_to_async(client.force_login)(conversation.owner)
+    assert (await sync_to_async(client.post)(reverse("account_logout"))).status_code == 302
+    assert (await sync_to_async(client.get)(reverse("conversations:list"))).status_code == 302
     await ws.disconnect()
