@@ -147,8 +147,8 @@ class ReplyRunner:
         try:
             await self._generate()
         except asyncio.CancelledError:
-            # Cancelled before or after the model's part (which records it itself): a reply
-            # already stored as ended is not changed by this.
+            # Recorded at once (a stopping server gives it seconds, not more); a reply already
+            # stored as ended is not changed by this.
             await asyncio.shield(self._finish_interrupted())
             raise
         except Exception:
@@ -279,8 +279,8 @@ class ReplyRunner:
             waiting: set[asyncio.Future[Any]] = {reader, self._stop}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            await _cancel(reader)
-            await asyncio.shield(self._finish_interrupted())
+            # `run` records the interruption; the model's stream closes meanwhile.
+            reader.cancel()
             raise
         finally:
             if self._timer is not None:

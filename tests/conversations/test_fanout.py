@@ -220,8 +220,8 @@ async def test_another_users_socket_is_refused_and_hears_nothing(m2her, conversa
 
 
 class UnreachableSharedLayer(FlakySharedLayer):
-    """A shared layer that goes down after the sockets joined: every group join and group send
-    from then on fails, as with Redis unreachable."""
+    """A shared layer whose group joins and group sends fail once it is `down` (the sockets'
+    own receives go on): the failures of publishing and joining, taken alone."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -240,7 +240,7 @@ class UnreachableSharedLayer(FlakySharedLayer):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_reply_runs_to_its_end_for_this_process_while_the_shared_layer_is_down(
+async def test_a_reply_runs_to_its_end_when_publishing_to_other_processes_fails(
     m2her, conversation, settings, caplog
 ):
     settings.CHANNEL_LAYERS = {
@@ -260,7 +260,7 @@ async def test_a_reply_runs_to_its_end_for_this_process_while_the_shared_layer_i
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_sync_while_the_shared_layer_is_down_is_answered_from_the_database(
+async def test_a_sync_whose_snapshot_request_fails_is_answered_from_the_database(
     m2her, conversation, settings
 ):
     settings.CHANNEL_LAYERS = {
@@ -281,7 +281,7 @@ async def test_a_sync_while_the_shared_layer_is_down_is_answered_from_the_databa
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_stop_and_sign_out_work_while_the_shared_layer_is_down(m2her, conversation, settings):
+async def test_stop_and_sign_out_work_when_group_sends_fail(m2her, conversation, settings):
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
     }

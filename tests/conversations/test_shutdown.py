@@ -48,6 +48,11 @@ async def connect(server, conversation, user):
 async def test_a_reply_streaming_when_the_server_stops_is_stored_as_interrupted(
     server, conversation
 ):
+    stranger = await connect(server, conversation, await database_sync_to_async(make_user)("x"))
+    with pytest.raises(websockets.ConnectionClosed) as refused:
+        await stranger.recv(10)
+    assert refused.value.rcvd is not None
+    assert refused.value.rcvd.code == 4404  # another user's conversation, as everywhere
     ws = await connect(server, conversation, conversation.owner)
     await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
     assert json.loads(await ws.recv(10))["type"] == "sync.state"
@@ -72,14 +77,3 @@ async def test_a_reply_streaming_when_the_server_stops_is_stored_as_interrupted(
     # At least what this tab was shown, and no more than the model had said by then.
     assert stored.content.startswith(seen)
     assert len(stored.content.split()) < 200
-
-
-async def test_another_users_socket_is_refused(server, conversation):
-    stranger = await database_sync_to_async(make_user)("stranger")
-    ws = await connect(server, conversation, stranger)
-
-    with pytest.raises(websockets.ConnectionClosed) as closed:
-        await ws.recv(10)
-
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 4404
