@@ -150,7 +150,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.channel_layer.send(self.channel_name, {"type": "reply.snapshot.missing"})
 
     async def reply_snapshot(self, message: dict[str, Any]) -> None:
-        if self.pending_sync is not None:
+        # One asked for by a sync answered since is older than what this socket has been sent:
+        # the pending sync waits for its own.
+        if self.pending_sync is not None and message["seq"] >= self.sent_seq:
             await self._finish_sync(self.pending_sync, message)
 
     async def reply_snapshot_missing(self, message: dict[str, Any]) -> None:

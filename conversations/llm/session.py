@@ -26,7 +26,7 @@ DRAIN_SECONDS = 0.1
 DRAIN_LIMIT = 64 * 1024
 # What a decoder meets in JSON of an unexpected shape (`choices` that is not a list of objects,
 # a flag type that is not a number): the service's fault, reported as such, never a crash.
-MALFORMED = (SSEError, AttributeError, TypeError, ValueError, KeyError, IndexError)
+MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +117,25 @@ class StreamSession:
                 return self._complete()
             try:
                 events = self._parser.feed(chunk)
-                if self._unframed is not None:
-                    self._unframed += chunk
-                    if events or len(self._unframed) > ERROR_BODY_LIMIT:
-                        self._unframed = None
-                for event, data in events:
-                    text = decoder.feed(event, data)
-                    if text:
-                        text = self._think.feed(text)
-                        if text:
-                            self._parts.append(text)
-                            out.append(TextDelta(text))
-                    if decoder.done:
-                        out.extend(self._complete())
-                        return out
-            except MALFORMED as exc:
+            except SSEError as exc:
                 raise _malformed(exc) from None
+            if self._unframed is not None:
+                self._unframed += chunk
+                if events or len(self._unframed) > ERROR_BODY_LIMIT:
+                    self._unframed = None
+            for event, data in events:
+                try:
+                    text = decoder.feed(event, data)
+                except MALFORMED as exc:
+                    raise _malformed(exc) from None
+                if text:
+                    text = self._think.feed(text)
+                    if text:
+                        self._parts.append(text)
+                        out.append(TextDelta(text))
+                if decoder.done:
+                    out.extend(self._complete())
+                    return out
         return out
 
     async def aclose(self) -> None:

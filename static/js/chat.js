@@ -40,6 +40,12 @@ function backoffDelay(attempt) {
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
+// A stored row of a reply being written lags its live text (the row is written when the reply
+// ends): what the deltas already showed is kept when the stored text is only its beginning.
+function liveText(shown, stored) {
+  return stored.length < shown.length && shown.startsWith(stored) ? shown : stored;
+}
+
 class Chat {
   constructor(root, config, turns) {
     this.root = root;
@@ -245,9 +251,7 @@ class Chat {
       const turn = live && this.turns.get(live.turn_id);
       if (turn) {
         const shown = turn.status === "streaming" ? turn.content || "" : "";
-        let content = live.content || "";
-        // The stored row (when no runner answered) lags the live text: keep what was shown.
-        if (content.length < shown.length && shown.startsWith(content)) content = shown;
+        const content = liveText(shown, live.content || "");
         Object.assign(turn, { status: "streaming", content, name: live.name || turn.name });
         this.streamingId = turn.id;
         this.view.render(turn);
@@ -368,10 +372,8 @@ class Chat {
     const known = this.turns.get(turn.id);
     // Older than the loaded window: it shows up when the reader scrolls there.
     if (!known && this.hasMore && this.oldestSeq !== null && turn.seq < this.oldestSeq) return;
-    if (known && this.streamingId === turn.id && turn.status === "streaming" &&
-        (turn.content || "").length < (known.content || "").length) {
-      // The stored row lags the live text; keep what the deltas already showed.
-      turn = { ...turn, content: known.content };
+    if (known && this.streamingId === turn.id && turn.status === "streaming") {
+      turn = { ...turn, content: liveText(known.content || "", turn.content || "") };
     }
     this.turns.set(turn.id, turn);
     if (turn.status === "streaming") this.streamingId = turn.id;
