@@ -239,15 +239,29 @@ class UnreachableSharedLayer(FlakySharedLayer):
         await super().group_send(group, message)
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_a_reply_runs_to_its_end_when_publishing_to_other_processes_fails(
-    m2her, conversation, settings, caplog
-):
+async def socket_while_group_sends_fail(conversation, settings):
+    """A synced socket of the owner's, on a layer whose group sends and joins now fail."""
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
     }
     ws, _ = await synced(conversation.pk, conversation.owner)
     get_channel_layer().down = True
+    return ws
+
+
+async def streaming_while_group_sends_fail(conversation, settings):
+    """As above, with a reply of 40 words under way."""
+    ws = await socket_while_group_sends_fail(conversation, settings)
+    await send_message(ws, "[[words=40]][[tps=20]] a longer one")
+    await collect_until(ws, "reply.delta")
+    return ws
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_runs_to_its_end_when_publishing_to_other_processes_fails(
+    m2her, conversation, settings, caplog
+):
+    ws = await socket_while_group_sends_fail(conversation, settings)
 
     await send_message(ws, "[[words=5]] through the outage")
     events = await collect_until(ws, "reply.completed")
@@ -263,13 +277,7 @@ async def test_a_reply_runs_to_its_end_when_publishing_to_other_processes_fails(
 async def test_a_sync_whose_snapshot_request_fails_is_answered_from_the_database(
     m2her, conversation, settings
 ):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
-    }
-    ws, _ = await synced(conversation.pk, conversation.owner)
-    get_channel_layer().down = True
-    await send_message(ws, "[[words=40]][[tps=20]] a longer one")
-    await collect_until(ws, "reply.delta")
+    ws = await streaming_while_group_sends_fail(conversation, settings)
 
     await send(ws, type="sync", after_seq=0)
     state = (await collect_until(ws, "sync.state"))[-1]
@@ -282,13 +290,7 @@ async def test_a_sync_whose_snapshot_request_fails_is_answered_from_the_database
 
 @pytest.mark.django_db(transaction=True)
 async def test_stop_and_sign_out_work_when_group_sends_fail(m2her, conversation, settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "tests.conversations.test_fanout.UnreachableSharedLayer"}
-    }
-    ws, _ = await synced(conversation.pk, conversation.owner)
-    get_channel_layer().down = True
-    await send_message(ws, "[[words=40]][[tps=20]] a longer one")
-    await collect_until(ws, "reply.delta")
+    ws = await streaming_while_group_sends_fail(conversation, settings)
 
     await send(ws, type="reply.stop")
     events = await collect_until(ws, "reply.stopped", "error")
