@@ -17,7 +17,10 @@ from conversations.llm.errors import ErrorCode, LLMError
 _TRAILING_CODE = re.compile(r"\((\d{4,5})\)\s*$")
 _DETAIL_LIMIT = 500
 
-# m2her-wire.md §D; 1039 ("token limit") is a TPM limit more often than a context overflow.
+# m2her-wire.md §D. 1039 ("token limit") is a TPM limit more often than a context overflow:
+# it is retried once as a rate limit, and the model client reads a second one as an over-long
+# request (`remote.RemoteBackend`).
+TOKEN_LIMIT_CODE = 1039
 MINIMAX_CODES: dict[int, ErrorCode] = {
     1000: ErrorCode.UPSTREAM_UNAVAILABLE,
     1001: ErrorCode.TIMEOUT,

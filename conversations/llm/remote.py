@@ -12,6 +12,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
 from conversations.llm.base import ChatMessage, Completion, GenerationParams, StreamEvent
+from conversations.llm.classify import TOKEN_LIMIT_CODE
 from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
 from conversations.llm.session import StreamSession
@@ -45,6 +46,17 @@ class _RetryAfterBeyond(stop_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         after = exc.retry_after if isinstance(exc, LLMError) else None
         return after is not None and after > self.cap
+
+
+def _context_too_long(exc: LLMError) -> LLMError:
+    """MiniMax's 1039 ("token limit") is a per-minute token quota or an over-long request;
+    the same answer after a backoff means the request itself is too long (m2her-wire.md §D)."""
+    return LLMError(
+        ErrorCode.CONTEXT_TOO_LONG,
+        provider_code=exc.provider_code,
+        detail=exc.detail,
+        retryable=False,
+    )
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -122,6 +134,7 @@ class RemoteBackend:
         prepared = self._prepare(messages) if self._prepare else list(messages)
         body = self.style.body(prepared, self._clamp(params), model=self.model, stream=stream)
         # Attempts end once the first event is in hand: nothing is retried after a delta.
+        token_limits = 0
         async for attempt in self._retrying():
             with attempt:
                 client = self._clients.get()
@@ -133,7 +146,17 @@ class RemoteBackend:
                     raise LLMError(
                         ErrorCode.BAD_REQUEST, detail=str(exc), retryable=False
                     ) from None
-                return await StreamSession.open(client, request, self.style.decoder(), self._http)
+                try:
+                    return await StreamSession.open(
+                        client, request, self.style.decoder(), self._http
+                    )
+                except LLMError as exc:
+                    if exc.provider_code != TOKEN_LIMIT_CODE:
+                        raise
+                    token_limits += 1
+                    if token_limits > 1:
+                        raise _context_too_long(exc) from exc
+                    raise
         raise AssertionError("tenacity either returns an attempt's result or raises")
 
     def _retrying(self) -> AsyncRetrying:

@@ -211,6 +211,27 @@ async def test_plan_quota_exhaustion_is_not_retried(make_backend, fake):
     assert len(fake.requests) == 1
 
 
+async def test_token_limit_is_retried_once_then_read_as_a_context_overflow(make_backend, fake):
+    backend = make_backend()
+
+    _, _, error = await run_stream(backend, user_says("[[error_in_200=1039]] x"))
+
+    assert error.code == ErrorCode.CONTEXT_TOO_LONG
+    assert error.provider_code == 1039
+    assert not error.retryable
+    assert len(fake.requests) == 2
+
+
+async def test_a_token_limit_that_clears_after_a_backoff_was_a_rate_limit(make_backend, fake):
+    backend = make_backend()
+
+    _, completion, error = await run_stream(backend, user_says("[[fail=1]][[error_in_200=1039]] x"))
+
+    assert error is None
+    assert completion.text == "You said: x"
+    assert len(fake.requests) == 2
+
+
 @pytest.mark.parametrize("style", STYLES)
 async def test_nothing_is_retried_once_a_delta_was_yielded(make_backend, fake, style):
     backend = make_backend(style)
