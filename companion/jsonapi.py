@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 MAX_BODY_BYTES = 64 * 1024
 NOT_A_FORM = "The body must be JSON (Content-Type: application/json), not a multipart form."
+UNPAIRED_SURROGATE = "The body holds text that is not valid Unicode (an unpaired surrogate escape)."
 
 View = Callable[..., HttpResponse]
 
@@ -71,6 +72,11 @@ def json_object_body(request: HttpRequest) -> dict[str, Any]:
         raise ApiError({"__all__": ["The body is not valid JSON."]}) from None
     if not isinstance(payload, dict):
         raise ApiError({"__all__": ["The body must be a JSON object."]})
+    try:
+        # A `\ud800` escape decodes to a lone surrogate, which no database driver can encode.
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError({"__all__": [UNPAIRED_SURROGATE]}) from None
     return payload
 
 

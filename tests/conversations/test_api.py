@@ -6,6 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from characters.models import Visibility
+from companion.jsonapi import UNPAIRED_SURROGATE
 from conversations.models import Conversation, Turn
 from tests.factories import make_character, make_conversation, make_persona, make_turns
 
@@ -199,6 +200,17 @@ def test_a_slug_holding_a_nul_character_names_no_character(alice_client, alice, 
 
         assert response.status_code == 400
         assert response.json() == {"errors": {"character": ["No such character."]}}
+    assert not Conversation.objects.exists()
+
+
+def test_an_unpaired_surrogate_escape_is_refused_as_invalid_text(alice_client, alice, bob):
+    theirs = make_character(bob)
+    body = json.dumps({"character": theirs.slug}).replace('"}', '\\ud800"}')
+
+    response = post_json(alice_client, body)
+
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"__all__": [UNPAIRED_SURROGATE]}}
     assert not Conversation.objects.exists()
 
 
