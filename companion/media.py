@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.views.static import serve
 
 # A card archive may hold files of any type. Opened directly, an HTML or SVG file must not run
@@ -13,6 +13,10 @@ SANDBOX = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; 
 
 
 def media(request: HttpRequest, path: str) -> HttpResponse | FileResponse:
-    response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
+    try:
+        response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
+    except (OSError, ValueError):
+        # A name the filesystem refuses (too long, a NUL) names no file here.
+        raise Http404(path) from None
     response["Content-Security-Policy"] = SANDBOX
     return response

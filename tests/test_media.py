@@ -38,3 +38,8 @@ def test_a_signed_in_user_gets_the_same_sandboxed_file(alice_client, media_root)
 def test_a_path_outside_the_media_folder_is_not_served(client, media_root):
     assert client.get("/media/../manage.py").status_code in (400, 404)
     assert client.get("/media/card_assets/missing.png").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["a" * 5000, "card_assets/" + "b" * 300 + ".png", "x%00.png"])
+def test_a_name_the_filesystem_refuses_is_not_found(client, media_root, path):
+    assert client.get(f"/media/{path}").status_code == 404
