@@ -69,7 +69,16 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
         raise replies.ChatActionError(
             "unavailable", "The model service is not set up on this server."
         ) from None
-    await replies_check_rate(user_id=user_id)
+    try:
+        await replies_check_rate(user_id=user_id)
+    except replies.ChatActionError:
+        # A resend of a stored message (a reconnect's outbox) is answered as such whatever the
+        # budget: called rate-limited, the page would mark a delivered message as failed.
+        if isinstance(message, SendMessage) and await database_sync_to_async(
+            replies.message_stored
+        )(conversation_id=conversation_id, client_id=message.client_id):
+            raise _duplicate() from None
+        raise
     start: ReplyStart
     ids = {"conversation_id": conversation_id, "user_id": user_id}
     if isinstance(message, SendMessage):
@@ -89,11 +98,15 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     else:
         raise replies.ChatActionError("bad_frame", "Unsupported action.")
     if start.duplicate:
-        # Said, not silently dropped: a page whose message was stored (and maybe hidden since)
-        # waits for a word about it before it sends anything else.
-        raise replies.ChatActionError("duplicate", "This message was sent already.")
+        raise _duplicate()
     await publish(conversation_id, start.events)
     streaming.start_reply(start, backend)
+
+
+def _duplicate() -> replies.ChatActionError:
+    # Said, not silently dropped: a page whose message was stored (and maybe hidden since)
+    # waits for a word about it before it sends anything else.
+    return replies.ChatActionError("duplicate", "This message was sent already.")
 
 
 async def _apply(service: Any, conversation_id: UUID, **kwargs: Any) -> None:

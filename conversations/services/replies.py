@@ -274,6 +274,11 @@ def reply_begin_for_message(
     )
 
 
+def message_stored(*, conversation_id: UUID, client_id: UUID) -> bool:
+    """Whether a message with this `client_id` is stored in the conversation."""
+    return Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).exists()
+
+
 def _sent_before(conversation_id: UUID, client_id: UUID) -> Turn | None:
     return Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
 

@@ -268,6 +268,24 @@ async def test_rate_limit_refuses_extra_replies(m2her, conversation, owner, sett
     await ws.disconnect()
 
 
+async def test_a_resend_past_the_rate_limit_is_still_a_duplicate(
+    m2her, conversation, owner, settings
+):
+    settings.CHAT_MESSAGES_PER_MINUTE = 1
+    ws, _ = await synced(conversation.pk, owner)
+    client_id = await send_message(ws, "one")
+    await collect_until(ws, "reply.completed")
+
+    await send_message(ws, "one", client_id=client_id)
+    resent = (await collect_until(ws, "error"))[-1]
+    await send_message(ws, "two")
+    new = (await collect_until(ws, "error"))[-1]
+
+    assert resent["code"] == "duplicate"
+    assert new["code"] == "rate_limited"
+    await ws.disconnect()
+
+
 async def test_two_tabs_see_the_same_events_in_the_same_order(m2her, conversation, owner):
     one, _ = await synced(conversation.pk, owner)
     two, _ = await synced(conversation.pk, owner)
