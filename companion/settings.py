@@ -146,6 +146,9 @@ ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="none")
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+# Sign-in, sign-up and reset limits count per client address: behind proxies every request comes
+# from a proxy's address, so the client's is read from X-Forwarded-For, this many hops back.
+ALLAUTH_TRUSTED_PROXY_COUNT: int = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "characters:gallery"
 ACCOUNT_LOGOUT_REDIRECT_URL = "characters:gallery"

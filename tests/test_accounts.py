@@ -1,7 +1,12 @@
+import os
 import re
+import subprocess
+import sys
 
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.cache import cache
+from django.test import Client
 from django.urls import reverse
 
 from tests.factories import PASSWORD
@@ -112,3 +117,37 @@ def test_password_reset_for_an_unknown_address_sends_nothing_revealing(client, d
 
     assert response.status_code == 302
     assert all("reset/key" not in message.body for message in mail.outbox)
+
+
+def _login_from(client_address, login, password):
+    proxied = Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=client_address)
+    return proxied.post(reverse("account_login"), {"login": login, "password": password})
+
+
+def test_behind_a_proxy_failed_sign_ins_lock_out_their_client_not_everyone(alice, bob, settings):
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = 1
+    cache.clear()
+    try:
+        for attempt in range(12):
+            _login_from("203.0.113.9", f"guess-{attempt}", "wrong")
+        locked = _login_from("203.0.113.9", "bob", PASSWORD)
+        alices = _login_from("198.51.100.7", "alice", PASSWORD)
+    finally:
+        cache.clear()
+
+    assert locked.status_code != 302
+    assert alices.status_code == 302
+
+
+def test_the_trusted_proxy_count_is_read_from_the_environment():
+    env = {**os.environ, "DJANGO_TRUSTED_PROXY_COUNT": "2"}
+    code = "from django.conf import settings; print(settings.ALLAUTH_TRUSTED_PROXY_COUNT)"
+    shown = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert shown.stdout.strip() == "2"
