@@ -15,6 +15,9 @@ from conversations.macros import expand
 from conversations.tokens import CALL_OVERHEAD_TOKENS, TokenEstimator, default_estimator
 
 DEFAULT_PERSONA_NAME = "User"
+POST_HISTORY_LABEL = "post-history instructions"
+# The shortest reply worth asking for when a prompt leaves the window little room.
+MIN_REPLY_TOKENS = 64
 CONTINUE_INSTRUCTION = (
     "[Continue your last message from exactly where it stopped. Do not repeat any of it.]"
 )
@@ -109,11 +112,18 @@ def _system_content(spec: PromptInput, char: str, user: str) -> str:
         f"Scenario: {character.scenario}" if character.scenario else "",
         character.system_prompt,
         *spec.lore,
-        character.post_history_instructions,
     ]
     return "\n\n".join(
         expand(s.strip(), char=char, user=user, seed=spec.seed) for s in sections if s.strip()
     )
+
+
+def reply_limit(result: PromptResult, *, context_tokens: int, reply_tokens: int) -> int:
+    """The reply's token limit with this prompt in the window: `reply_tokens`, or what the window
+    has left when the parts that are always kept overflow their share; 0 when fewer than
+    `MIN_REPLY_TOKENS` are left (nothing worth asking for)."""
+    room = min(reply_tokens, context_tokens - result.estimated_tokens)
+    return room if room >= min(MIN_REPLY_TOKENS, reply_tokens) else 0
 
 
 def messages_budget(*, context_tokens: int, reply_tokens: int) -> int:
@@ -157,6 +167,19 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
     # The turn being answered (or continued) is always kept.
     if history:
         tail.insert(0, history.pop())
+    after = expand(
+        spec.character.post_history_instructions.strip(), char=char, user=user, seed=spec.seed
+    )
+    after_cost = 0
+    if after and tail and tail[-1]["role"] == "user":
+        # Restated after the history, where they weigh most; M2-her refuses a second `system`
+        # message, so they close the last user message (the one being answered).
+        closed = tail[-1]
+        tail[-1] = _message("user", f"{closed['content']}\n\n{after}", closed.get("name", ""))
+        after_cost = est.message(tail[-1]["content"]) - est.message(closed["content"])
+    elif after:
+        system = head[0][1]
+        system["content"] = "\n\n".join(x for x in (system["content"], after) if x)
 
     used = sum(est.message(m["content"]) for _, m in head) + sum(
         est.message(m["content"]) for m in tail
@@ -221,12 +244,14 @@ def build_prompt(spec: PromptInput, estimator: TokenEstimator | None = None) -> 
         if keep:
             messages.append(message)
     messages.extend(tail)
-    parts.extend(
-        PromptPart(
-            "newest turn" if i == 0 else "continue", m["role"], est.message(m["content"]), True
-        )
-        for i, m in enumerate(tail)
-    )
+    for index, message in enumerate(tail):
+        cost = est.message(message["content"])
+        if index == len(tail) - 1:
+            cost -= after_cost  # reported as a part of its own
+        label = "newest turn" if index == 0 else "continue"
+        parts.append(PromptPart(label, message["role"], cost, True))
+    if after_cost:
+        parts.append(PromptPart(POST_HISTORY_LABEL, "user", after_cost, True))
     return PromptResult(
         messages=tuple(messages),
         parts=tuple(parts),

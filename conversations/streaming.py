@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -20,17 +21,21 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from conversations.fanout import publish
-from conversations.llm.base import ChatBackend, Completion, TextDelta
+from conversations.llm.base import ChatBackend, Completion, GenerationParams, TextDelta
 from conversations.llm.errors import ErrorCode, LLMError
 from conversations.llm.factory import reply_cost
 from conversations.models import TurnStatus
-from conversations.prompts import build_prompt
+from conversations.prompts import build_prompt, reply_limit
 from conversations.services.replies import ReplyStart, reply_finish, reply_keep_alive
 from conversations.text import storable
 from conversations.tokens import default_estimator
 from conversations.wire import event
 
 log = logging.getLogger(__name__)
+PROMPT_TOO_LONG = (
+    "The character's card, your persona, the scene and your message together leave no room for "
+    "a reply in the model's context window."
+)
 
 _runners: dict[UUID, ReplyRunner] = {}
 
@@ -244,13 +249,13 @@ class ReplyRunner:
         if not task.cancelled() and task.exception() is not None:
             log.error("reply %s: a flush failed", self.start.turn_id, exc_info=task.exception())
 
-    async def _read(self, messages: Any) -> Completion:
+    async def _read(self, messages: Any, params: GenerationParams) -> Completion:
         """Stream the reply, sending coalesced deltas: the first at once, then about one per
         interval."""
         loop = asyncio.get_running_loop()
         # Closed here, not by the garbage collector: that frees the HTTP connection (or the local
         # model's worker) at once, and any error in closing is seen.
-        async with contextlib.aclosing(self.backend.stream(messages, self.start.params)) as stream:
+        async with contextlib.aclosing(self.backend.stream(messages, params)) as stream:
             async for item in stream:
                 if isinstance(item, TextDelta):
                     self._pending.append(storable(item.text))
@@ -272,7 +277,15 @@ class ReplyRunner:
             raise ValueError("a reply needs a prompt")
         prompt = build_prompt(start.prompt)
         await self._emit("reply.started", turn_id=start.turn_id, name=start.speaker)
-        reader = asyncio.create_task(self._read(list(prompt.messages)))
+        limit = reply_limit(
+            prompt, context_tokens=start.prompt.context_tokens, reply_tokens=start.params.max_tokens
+        )
+        if not limit:
+            # Sent anyway, a strict window refuses it or cuts it short, after retries.
+            await self._fail(LLMError(ErrorCode.CONTEXT_TOO_LONG, PROMPT_TOO_LONG, retryable=False))
+            return
+        params = dataclasses.replace(start.params, max_tokens=limit)
+        reader = asyncio.create_task(self._read(list(prompt.messages), params))
         completion: Completion | None = None
         error: LLMError | None = None
         try:

@@ -262,3 +262,51 @@ async def test_signing_out_closes_that_sessions_sockets_and_no_others(m2her, con
     await send_message(other_browser, "[[words=2]] still here")
     assert (await collect_until(other_browser, "reply.completed"))[-1]["content"] == "word1 word2"
     await other_browser.disconnect()
+
+
+def _conversation_with_description(owner, words):
+    character = make_character(name="Wordy", description=" ".join(["lighthouse"] * words))
+    return conversation_create(owner=owner, character=character, persona=None)
+
+
+async def test_a_card_too_long_for_the_window_fails_before_anything_is_sent(m2her, settings):
+    settings.M2HER_CONTEXT_TOKENS = 2048
+    owner = await database_sync_to_async(make_user)("wordy-owner")
+    conversation = await database_sync_to_async(_conversation_with_description)(owner, 1800)
+    ws, _ = await synced(conversation.pk, owner)
+
+    await send_message(ws, "Hello")
+    failed = (await collect_until(ws, "reply.failed", "reply.completed"))[-1]
+
+    assert failed["type"] == "reply.failed"
+    assert failed["error"]["code"] == "context_too_long"
+    assert not failed["error"]["retryable"]
+    assert not m2her.requests
+    turns = await stored_turns(conversation)
+    assert [(role, status) for role, _, status in turns][-2:] == [
+        ("user", "complete"),
+        ("assistant", "failed"),
+    ]
+    await ws.disconnect()
+
+
+async def test_a_long_card_leaves_the_reply_what_the_window_has_left(m2her, settings, owner):
+    settings.M2HER_CONTEXT_TOKENS = 2048
+    conversation = await database_sync_to_async(_conversation_with_description)(owner, 580)
+    other = await database_sync_to_async(make_user)("short-card-owner")
+    plain = await database_sync_to_async(conversation_create)(
+        owner=other, character=await database_sync_to_async(make_character)(), persona=None
+    )
+    ws, _ = await synced(conversation.pk, owner)
+    theirs, _ = await synced(plain.pk, other)
+
+    await send_message(ws, "Hello")
+    await collect_until(ws, "reply.completed")
+    await send_message(theirs, "Hello")
+    await collect_until(theirs, "reply.completed")
+
+    squeezed, roomy = (r.body["max_completion_tokens"] for r in m2her.requests)
+    assert 64 <= squeezed < 400
+    assert roomy == 400
+    await ws.disconnect()
+    await theirs.disconnect()

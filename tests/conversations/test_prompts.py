@@ -1,7 +1,10 @@
 """Prompt assembly: the canonical M2-her order, names, macros and fitting to the budget."""
 
+import dataclasses
+
 from conversations.prompts import (
     CONTINUE_INSTRUCTION,
+    POST_HISTORY_LABEL,
     CharacterSpec,
     HistoryTurn,
     PersonaSpec,
@@ -17,7 +20,6 @@ CHARACTER = CharacterSpec(
     personality="Warm, curious.",
     scenario="A storm traps {{User}} in the lamp room with <BOT>.",
     system_prompt="{{original}}Stay in character as {{char}}.",
-    post_history_instructions="Keep replies short.",
     samples=(("Is it loud, {{char}}?", "*laughs* Always, {{user}}."), ("Tea?", "Please.")),
 )
 PERSONA = PersonaSpec(name="Sam", description="{{user}} is a traveller who met {{char}} today.")
@@ -83,8 +85,7 @@ def test_there_is_exactly_one_system_message_holding_every_character_section():
         "Personality: Warm, curious.\n\n"
         "Scenario: A storm traps Sam in the lamp room with Mira.\n\n"
         "Stay in character as Mira.\n\n"
-        "The lamp was lit in 1890.\n\n"
-        "Keep replies short."
+        "The lamp was lit in 1890."
     )
 
 
@@ -224,6 +225,47 @@ def test_continue_keeps_the_last_reply_and_asks_to_continue_it():
     assert result.messages[-2]["content"] == "Once upon a"
     assert result.messages[-1] == {"role": "user", "content": CONTINUE_INSTRUCTION, "name": "Sam"}
     assert [p.label for p in result.parts][-2:] == ["newest turn", "continue"]
+
+
+def test_post_history_instructions_close_the_message_being_answered():
+    character = dataclasses.replace(
+        CHARACTER, post_history_instructions="Keep replies short, {{user}}."
+    )
+
+    result = build_prompt(spec(character=character))
+
+    assert roles(result).count("system") == 1
+    assert "Keep replies short" not in result.messages[0]["content"]
+    assert result.messages[-1] == {
+        "role": "user",
+        "content": "What now?\n\nKeep replies short, Sam.",
+        "name": "Sam",
+    }
+    assert [p.label for p in result.parts][-2:] == ["newest turn", POST_HISTORY_LABEL]
+    included = sum(p.tokens for p in result.parts if p.included)
+    assert included + CALL_OVERHEAD_TOKENS == result.estimated_tokens
+
+
+def test_post_history_instructions_follow_a_request_to_continue():
+    character = dataclasses.replace(CHARACTER, post_history_instructions="Keep replies short.")
+    turns = (
+        HistoryTurn(role="user", content="Tell me a story"),
+        HistoryTurn(role="assistant", content="Once upon a"),
+    )
+
+    result = build_prompt(spec(character=character, history=turns, continue_last=True))
+
+    assert result.messages[-2]["content"] == "Once upon a"
+    assert result.messages[-1]["content"] == f"{CONTINUE_INSTRUCTION}\n\nKeep replies short."
+
+
+def test_post_history_instructions_without_any_turn_stay_in_the_system_message():
+    character = dataclasses.replace(CHARACTER, post_history_instructions="Keep replies short.")
+
+    result = build_prompt(spec(character=character, history=()))
+
+    assert result.messages[0]["content"].endswith("\n\nKeep replies short.")
+    assert roles(result).count("system") == 1
 
 
 def test_pick_macros_choose_the_same_way_for_a_whole_conversation():
