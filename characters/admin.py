@@ -8,6 +8,7 @@ objects outside `get_queryset` get Django's "doesn't exist" redirect. Superusers
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
@@ -25,6 +26,7 @@ from django.utils.html import format_html
 from characters.admin_cards import CardAdminMixin, LorebookInline
 from characters.models import MEDIUM_TEXT, Character, Persona, SampleDialogue, Scene
 from characters.selectors import persona_default_for_user
+from conversations.models import Conversation, Turn
 from conversations.prompt_inputs import PREVIEW_USER_TEXT, prompt_preview_for_new_conversation
 from conversations.prompts import build_prompt
 from conversations.tokens import CALL_OVERHEAD_TOKENS, default_estimator
@@ -188,6 +190,41 @@ class CharacterAdmin(CardAdminMixin, _CharacterModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Character | None = None) -> bool:
         return super().has_view_permission(request, obj) and _may_edit(request.user, obj)
+
+    def get_deleted_objects(
+        self, objs: Sequence[Character] | QuerySet[Character], request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """What deleting `objs` takes along, for the delete page and the delete action.
+
+        Deleting a character cascades to every conversation with it (the foreign key is
+        CASCADE), other users' included. A creator has no right over those: their chats are
+        their stories, and another user's conversation is invisible to the creator everywhere
+        else. So a creator's delete is refused, with the reason, while anyone else has a
+        conversation with the character: the count (no titles) is shown where Django shows
+        protected objects, which also makes a posted delete do nothing. Only a superuser (the
+        operator, who sees every conversation on this page) may delete such a character.
+        The creator's own conversations go with it, as the chat lets them delete their own.
+        """
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if request.user.is_superuser:
+            return to_delete, counts, perms_needed, protected
+        others = (
+            Conversation.objects.filter(character__in=objs)
+            .exclude(owner_id=request.user.pk)
+            .count()
+        )
+        if others:
+            chats = f"{others} conversation{'s' if others != 1 else ''}"
+            reason = (
+                f"{chats} of other users, which would be lost with it. Set the visibility to "
+                "Private to take it out of the gallery (their chats keep working), or ask an "
+                "operator to delete it."
+            )
+            # Nothing of the cascade is listed: it would name other users' conversations.
+            return [], {}, set(), [reason]
+        perms_needed.discard(str(Conversation._meta.verbose_name))
+        perms_needed.discard(str(Turn._meta.verbose_name))
+        return to_delete, counts, perms_needed, protected
 
     @admin.display(description="Prompt")
     def preview_link(self, obj: Character) -> str:

@@ -1,12 +1,12 @@
 """URL configuration: pages, the JSON API, accounts and the admin."""
 
-from django.contrib import admin
 from django.urls import include, path, re_path
 
+from companion.admin_site import admin_urls
 from companion.media import media
 
 urlpatterns = [
-    path("admin/", admin.site.urls),
+    path("admin/", admin_urls()),
     path("accounts/", include("allauth.urls")),
     path("api/", include("companion.api_urls")),
     # Before characters.urls: /characters/import/ must not be taken for a character slug.

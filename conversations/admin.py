@@ -1,7 +1,9 @@
 """Read-mostly admin for operators: conversations with their usage, and their turns.
 
 Superusers see every conversation; any other staff user sees only their own (and needs the
-model permissions to see even those). Turns are written by the chat services only.
+model permissions to see even those). Turns are written by the chat services only, and leave
+the database only with their conversation: deleting a conversation (or its owner, or its
+character) here takes its turns with it, but no turn is deleted on its own.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet, Sum
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -153,11 +156,37 @@ class TurnAdmin(_TurnModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Turn | None = None) -> bool:
-        return False
+        """Asked about no turn: no (no delete action, no delete right on the admin index).
+
+        Asked about one turn, this is Django's delete collector checking a turn that deleting a
+        conversation, its owner or its character would take along: yes, because a turn is only
+        ever collected through its conversation (`parent` is SET_NULL), and the collector asks
+        the conversation's admin about that conversation in the same pass. Answering no here
+        made every such delete a 403. A turn's own delete page would ask the same question, so
+        `delete_view` refuses by itself: the chat hides a turn (`turn_delete`) rather than
+        delete it, and an admin delete would leave a gap in the event sequence clients sync by.
+        """
+        return obj is not None
 
     def has_view_permission(self, request: HttpRequest, obj: Turn | None = None) -> bool:
         allowed = super().has_view_permission(request, obj)
         return allowed and (obj is None or _owns(request, obj.conversation.owner_id))
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        raise PermissionDenied("Turns are deleted only with their conversation.")
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # No "Delete" link to the refused page above.
+        context = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="Content")
     def short_content(self, obj: Turn) -> str:

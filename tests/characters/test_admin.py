@@ -3,6 +3,8 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.sessions.models import Session
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
@@ -11,9 +13,10 @@ from django.urls import reverse
 from PIL import Image
 
 from characters.management.roles import CREATOR_MODELS, CREATORS_GROUP, creator_grant
-from characters.models import Character, SampleDialogue, Scene
+from characters.models import Character, SampleDialogue, Scene, Visibility
+from conversations.models import Conversation, Turn
 from tests.characters.cards import corpus
-from tests.factories import make_character, make_persona, make_user
+from tests.factories import make_character, make_conversation, make_persona, make_user
 
 CHANGELIST = reverse("admin:characters_character_changelist")
 ADD = reverse("admin:characters_character_add")
@@ -472,3 +475,111 @@ def test_deleting_a_scene_inline_keeps_other_scenes(creators, alice_admin):
 
     assert response.status_code == 302
     assert list(Scene.objects.filter(character=character)) == [second]
+
+
+def delete_url(character):
+    return reverse("admin:characters_character_delete", args=[character.pk])
+
+
+def view_on_site_url(obj):
+    return reverse(
+        "admin:view_on_site",
+        kwargs={"content_type_id": ContentType.objects.get_for_model(obj).pk, "object_id": obj.pk},
+    )
+
+
+def test_creator_deletes_own_character_with_own_test_chats(creators, alice_admin):
+    alice, bob = creators
+    mine = make_character(alice, name="Nova")
+    chat = make_conversation(alice, mine)
+    kept = make_character(bob, name="Bravo")
+
+    page = alice_admin.get(delete_url(mine))
+    response = alice_admin.post(delete_url(mine), {"post": "yes"})
+
+    assert page.status_code == 200
+    assert not page.context["perms_lacking"]
+    assert not page.context["protected"]
+    assert response.status_code == 302
+    assert list(Character.objects.all()) == [kept]
+    assert not Conversation.objects.filter(pk=chat.pk).exists()
+    assert not Turn.objects.filter(conversation_id=chat.pk).exists()
+
+
+def test_creator_cannot_delete_a_character_other_users_chat_with(creators, alice_admin):
+    alice, bob = creators
+    mine = make_character(alice, name="Nova")
+    make_conversation(alice, mine)
+    theirs = make_conversation(bob, mine)
+    Conversation.objects.filter(pk=theirs.pk).update(title="Bob's secret story")
+    selected = {"action": "delete_selected", "_selected_action": [mine.pk]}
+
+    page = alice_admin.get(delete_url(mine))
+    posted = alice_admin.post(delete_url(mine), {"post": "yes"})
+    confirm = alice_admin.post(CHANGELIST, selected)
+    bulk = alice_admin.post(CHANGELIST, {**selected, "post": "yes"})
+
+    for response in (page, posted, confirm, bulk):
+        assert response.status_code == 200
+        assert "Cannot delete character" in response.text
+        assert "1 conversation of other users" in response.text
+        assert "Set the visibility to Private" in response.text
+        assert "Bob&#x27;s secret story" not in response.text
+        assert not response.context["perms_lacking"]
+    assert Character.objects.filter(pk=mine.pk).exists()
+    assert Conversation.objects.filter(character=mine).count() == 2
+    assert theirs.turns.exists()
+
+
+def test_superuser_may_delete_a_character_other_users_chat_with(creators, root):
+    alice, bob = creators
+    character = make_character(alice, name="Nova")
+    theirs = make_conversation(bob, character)
+    client = logged_in(root)
+
+    page = client.get(delete_url(character))
+    response = client.post(delete_url(character), {"post": "yes"})
+
+    assert not page.context["perms_lacking"]
+    assert not page.context["protected"]
+    assert str(theirs) in page.text  # the operator sees which chats go
+    assert response.status_code == 302
+    assert not Character.objects.filter(pk=character.pk).exists()
+    assert not Conversation.objects.filter(pk=theirs.pk).exists()
+
+
+def test_view_on_site_redirects_only_for_characters_the_user_may_edit(creators, alice_admin, root):
+    alice, bob = creators
+    mine = make_character(alice, name="Nova", visibility=Visibility.PRIVATE)
+    secret = make_character(
+        bob, name="Bravo", visibility=Visibility.PRIVATE, slug="bobs-secret-draft"
+    )
+    content_type = ContentType.objects.get_for_model(Character).pk
+    no_admin = ContentType.objects.get_for_model(Session).pk
+
+    change_page = alice_admin.get(change_url(mine))
+    own = alice_admin.get(view_on_site_url(mine))
+    followed = alice_admin.get(view_on_site_url(mine), follow=True)
+    as_root = logged_in(root).get(view_on_site_url(secret))
+    refused = [
+        alice_admin.get(url)
+        for url in (
+            view_on_site_url(secret),
+            f"/admin/r/{content_type}/999999/",
+            f"/admin/r/{content_type}/not-a-number/",
+            f"/admin/r/{content_type}/99999999999999999999999/",
+            f"/admin/r/999999/{mine.pk}/",
+            f"/admin/r/not-a-number/{mine.pk}/",
+            f"/admin/r/{no_admin}/{mine.pk}/",
+        )
+    ]
+
+    assert view_on_site_url(mine) in change_page.text
+    assert own.status_code == 302
+    assert own["Location"] == mine.get_absolute_url()
+    assert followed.status_code == 200
+    assert as_root["Location"] == secret.get_absolute_url()
+    for response in refused:
+        assert response.status_code == 404
+        assert "Location" not in response
+        assert "bobs-secret-draft" not in response.text

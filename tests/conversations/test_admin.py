@@ -1,7 +1,10 @@
+import uuid
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.test import Client
 from django.urls import reverse
 
@@ -146,3 +149,137 @@ def test_conversation_page_links_to_its_turns(alice, bob, root):
     assert "2 turns" in page.text
     assert turns.status_code == 200
     assert {t.conversation_id for t in turns.context["cl"].result_list} == {conversation.pk}
+
+
+def delete_url(conversation):
+    return reverse("admin:conversations_conversation_delete", args=[conversation.pk])
+
+
+def view_on_site_url(obj):
+    return reverse(
+        "admin:view_on_site",
+        kwargs={"content_type_id": ContentType.objects.get_for_model(obj).pk, "object_id": obj.pk},
+    )
+
+
+def test_superuser_deletes_a_conversation_with_its_turns(alice, root):
+    conversation = make_conversation(alice, title="Alice's chat", usage=[(1, 1, None)] * 2)
+    client = logged_in(root)
+
+    page = client.get(delete_url(conversation))
+    response = client.post(delete_url(conversation), {"post": "yes"})
+
+    assert page.status_code == 200
+    assert not page.context["perms_lacking"]
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=conversation.pk).exists()
+    assert not Turn.objects.filter(conversation_id=conversation.pk).exists()
+
+
+def test_superuser_deletes_conversations_with_the_bulk_action(alice, bob, root):
+    first = make_conversation(alice, title="Alice's chat", usage=[(1, 1, None)])
+    second = make_conversation(bob, title="Bob's chat", usage=[(1, 1, None)])
+    kept = make_conversation(bob, title="Bob's other chat", usage=[(1, 1, None)])
+    selected = {"action": "delete_selected", "_selected_action": [first.pk, second.pk]}
+    client = logged_in(root)
+
+    confirm = client.post(CHANGELIST, selected)
+    response = client.post(CHANGELIST, {**selected, "post": "yes"})
+
+    assert confirm.status_code == 200
+    assert not confirm.context["perms_lacking"]
+    assert response.status_code == 302
+    assert list(Conversation.objects.all()) == [kept]
+    assert list(Turn.objects.values_list("conversation_id", flat=True)) == [kept.pk]
+
+
+def test_superuser_deletes_a_user_with_their_conversations(alice, bob, root):
+    bobs_character = make_character(bob)
+    hers = Conversation.objects.create(owner=alice, character=bobs_character, title="Hers")
+    Turn.objects.create(conversation=hers, seq=1, updated_seq=1, role=Role.USER, name="Al")
+    his = make_conversation(bob, title="His", usage=[(1, 1, None)])
+    url = reverse("admin:auth_user_delete", args=[alice.pk])
+    client = logged_in(root)
+
+    page = client.get(url)
+    response = client.post(url, {"post": "yes"})
+
+    assert not page.context["perms_lacking"]
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=alice.pk).exists()
+    assert not Turn.objects.filter(conversation_id=hers.pk).exists()
+    assert list(Conversation.objects.all()) == [his]
+    assert his.turns.count() == 1
+
+
+def test_staff_operator_deletes_only_their_own_conversations(alice, bob):
+    operator(alice).user_permissions.add(Permission.objects.get(codename="delete_conversation"))
+    mine = make_conversation(alice, title="Alice's chat", usage=[(1, 1, None)])
+    theirs = make_conversation(bob, title="Bob's chat", usage=[(1, 1, None)])
+    client = logged_in(alice)
+
+    refused = client.post(delete_url(theirs), {"post": "yes"}, follow=True)
+    client.post(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [theirs.pk], "post": "yes"},
+    )
+    deleted = client.post(delete_url(mine), {"post": "yes"})
+
+    assert refused.redirect_chain[0] == (reverse("admin:index"), 302)
+    assert "Bob&#x27;s chat" not in refused.text
+    assert deleted.status_code == 302
+    assert list(Conversation.objects.all()) == [theirs]
+    assert theirs.turns.count() == 1
+
+
+def test_a_turn_cannot_be_deleted_from_the_admin_even_by_a_superuser(alice, root):
+    conversation = make_conversation(alice, title="Alice's chat", usage=[(1, 1, None)])
+    turn = conversation.turns.get()
+    turn_delete = reverse("admin:conversations_turn_delete", args=[turn.pk])
+    client = logged_in(root)
+
+    change_page = client.get(reverse("admin:conversations_turn_change", args=[turn.pk]))
+    changelist = client.get(TURNS)
+    page = client.get(turn_delete)
+    posted = client.post(turn_delete, {"post": "yes"})
+    client.post(TURNS, {"action": "delete_selected", "_selected_action": [turn.pk], "post": "yes"})
+
+    assert change_page.status_code == 200
+    assert turn_delete not in change_page.text
+    assert "delete_selected" not in changelist.text
+    assert page.status_code == 403
+    assert posted.status_code == 403
+    assert Turn.objects.filter(pk=turn.pk).exists()
+
+
+def test_view_on_site_redirects_only_for_conversations_the_user_may_see(alice, bob, root):
+    operator(alice)
+    mine = make_conversation(alice, title="Alice's chat")
+    theirs = make_conversation(bob, title="Bob's chat")
+    content_type = ContentType.objects.get_for_model(Conversation).pk
+    client = logged_in(alice)
+
+    change_page = client.get(reverse("admin:conversations_conversation_change", args=[mine.pk]))
+    own = client.get(view_on_site_url(mine))
+    other = client.get(view_on_site_url(theirs))
+    missing = client.get(f"/admin/r/{content_type}/{uuid.uuid4()}/")
+    malformed = client.get(f"/admin/r/{content_type}/not-a-uuid/")
+    as_root = logged_in(root).get(view_on_site_url(theirs))
+
+    assert view_on_site_url(mine) in change_page.text
+    assert own.status_code == 302
+    assert own["Location"] == mine.get_absolute_url()
+    assert as_root.status_code == 302
+    assert as_root["Location"] == theirs.get_absolute_url()
+    for response in (other, missing, malformed):
+        assert response.status_code == 404
+        assert "Location" not in response
+
+
+def test_view_on_site_needs_the_conversation_admin(alice):
+    creator_grant(username="alice")
+    own = make_conversation(alice, title="Alice's chat")
+
+    response = logged_in(alice).get(view_on_site_url(own))
+
+    assert response.status_code == 404
