@@ -14,6 +14,7 @@ from characters.models import Character, Lorebook, LorebookEntry, Persona, Sampl
 from companion.compiled import Compiled, M, columns, instance
 from conversations.llm.factory import context_tokens
 from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook, messages_scanned
+from conversations.macros import expand
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompts import (
     CharacterSpec,
@@ -168,10 +169,13 @@ def prompt_preview_for_new_conversation(
 ) -> tuple[PromptInput, LoreResult]:
     """The new conversation's prompt input, and the lorebook entries that fired for it."""
     opening = (scene.opening_line if scene and scene.opening_line else "") or character.greeting
+    user = persona_spec(persona).name
     history: list[HistoryTurn] = []
     if opening:
+        # Expanded as `conversation_create` stores it: the history holds no macros.
+        opening = expand(opening, char=character.nickname or character.name, user=user)
         history.append(HistoryTurn(role="assistant", content=opening, name=character.name))
-    history.append(HistoryTurn(role="user", content=user_text, name=persona_spec(persona).name))
+    history.append(HistoryTurn(role="user", content=user_text, name=user))
     spec = PromptInput(
         character=character_spec(character),
         persona=persona_spec(persona),

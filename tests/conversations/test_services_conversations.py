@@ -3,6 +3,7 @@ import pytest
 from characters.models import Scene, Visibility
 from conversations.exceptions import ConversationNotOwned, ConversationStartInvalid
 from conversations.models import Conversation, Role, Turn
+from conversations.prompt_inputs import prompt_preview_for_new_conversation
 from conversations.services.conversations import conversation_create, conversation_delete
 from tests.factories import make_character, make_persona
 
@@ -131,3 +132,17 @@ def test_another_user_cannot_delete_my_conversation(alice, bob):
         conversation_delete(owner=bob, conversation=conversation)
 
     assert Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+def test_the_prompt_preview_opens_with_what_a_new_conversation_stores(alice, bob):
+    persona = make_persona(alice, name="Sam")
+    character = make_character(
+        bob, name="Aria", nickname="Ari", greeting="Hi {{user}}, I'm {{char}}."
+    )
+    stored = conversation_create(owner=alice, character=character, persona=persona)
+
+    spec, _ = prompt_preview_for_new_conversation(character=character, persona=persona)
+
+    greeting = Turn.objects.get(conversation=stored, role=Role.ASSISTANT, active=True).content
+    assert greeting == "Hi Sam, I'm Ari."
+    assert spec.history[0].content == greeting
