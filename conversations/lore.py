@@ -8,6 +8,13 @@ matches, as an invalid one does). Selective entries need a secondary key as well
 scanning, fired entries' content may trigger others, a bounded number of rounds deep. Over the
 budget, the lowest priority entries are dropped first; the rest are placed by insertion order.
 
+V3 decorators (`@@name value` lines at the top of an entry's content) are read once per entry
+and stripped from what is inserted. The engine applies `@@activate`, `@@dont_activate` and the
+scanning ones (`@@additional_keys`, `@@exclude_keys`, `@@scan_depth`, `@@instruct_scan_depth`);
+the other decorators of the V3 spec ask for what one system message cannot do (a placement, a
+role, a turn count) and are reported as not applied for an entry that fires. Unknown
+decorators are ignored.
+
 The key tests of one message share a bounded amount of work, whatever the book holds: a number
 of tests, the characters plain keys search and the steps regexes may take. Once the tests or
 the characters are spent, the keys not yet tested do not match; once the steps are, regexes
@@ -24,6 +31,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
+from conversations.lore_decorators import Decorators, parse_decorators
 from conversations.macros import strip_comments
 from conversations.tokens import TokenEstimator, default_estimator
 
@@ -50,7 +58,6 @@ _REGEX_COMPILE_BYTES = 64
 # With the cache of compiled keys, a process keeps at most 64 MiB of them.
 _REGEX_MAX_MEM = 256 * 1024
 _REGEX_KEY = re.compile(r"/(.+)/([a-z]*)", re.DOTALL)
-_DECORATOR = re.compile(r"@@@?[a-z_]+(?:[ \t][^\n]*)?", re.IGNORECASE)
 
 
 class Logic:
@@ -95,6 +102,8 @@ class FiredEntry:
     tokens: int
     included: bool
     dropped_reason: str = ""
+    # The entry's V3 decorators the engine knows but did not apply (names, without the @@).
+    not_applied: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,8 +154,34 @@ def is_regex_key(key: str) -> bool:
     return _REGEX_KEY.fullmatch(key) is not None
 
 
+class _Text:
+    """One text keys are tested against, with what its tests share."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._folded: str | None = None
+        self._tail: bytes | None = None
+        # Books repeat keys across entries (a name, a secondary key): each is tested once.
+        self.seen: dict[tuple[str, str], bool] = {}
+
+    @property
+    def folded(self) -> str:
+        if self._folded is None:
+            self._folded = self.text.casefold()
+        return self._folded
+
+    @property
+    def tail(self) -> bytes:
+        if self._tail is None:
+            self._tail = self.text[-MAX_REGEX_SCAN_CHARS:].encode("utf-8", "replace")
+        return self._tail
+
+
 class _Scan:
-    """The key tests of one message: each against the current text, all within one budget."""
+    """The key tests of one message: each against the current text, all within one budget.
+
+    Entries with their own scan depth test against other texts; the budget is the same.
+    """
 
     def __init__(self) -> None:
         self.tests_left = MAX_KEY_TESTS
@@ -154,18 +189,14 @@ class _Scan:
         self.regex_left = REGEX_SCAN_BUDGET
         # Tests left undone for want of budget: an entry cannot be judged on them.
         self.skipped = 0
-        self.use("")
+        self.current = _Text("")
 
     @property
     def spent(self) -> bool:
         return self.tests_left <= 0 or self.plain_left <= 0
 
-    def use(self, text: str) -> None:
-        self.text = text
-        self.folded = text.casefold()
-        self._tail: bytes | None = None
-        # Books repeat keys across entries (a name, a secondary key): each is tested once.
-        self._seen: dict[tuple[str, str], bool] = {}
+    def use(self, text: _Text) -> None:
+        self.current = text
 
     def matches(self, key: str, entry: LoreEntry) -> bool:
         if self.spent:
@@ -181,39 +212,40 @@ class _Scan:
             kind = "regex"
         else:
             kind = "case" if entry.case_sensitive else "fold"
-        found = self._seen.get((key, kind))
+        seen = self.current.seen
+        found = seen.get((key, kind))
         if found is None:
             found = self._regex(key) if kind == "regex" else self._plain(key, kind)
             if found is None:
                 self.skipped += 1
                 return False
-            self._seen[key, kind] = found
+            seen[key, kind] = found
         return found
 
     def _plain(self, key: str, kind: str) -> bool | None:
-        cost = len(self.text)
+        text = self.current
+        cost = len(text.text)
         if cost > self.plain_left:
             self.plain_left = 0
             return None
         self.plain_left -= cost
-        return key in self.text if kind == "case" else key.casefold() in self.folded
+        return key in text.text if kind == "case" else key.casefold() in text.folded
 
     def _regex(self, key: str) -> bool | None:
         if self.regex_left <= 0:
             return None
-        if self._tail is None:
-            self._tail = self.text[-MAX_REGEX_SCAN_CHARS:].encode("utf-8", "replace")
+        tail = self.current.tail
         pattern = _compiled(key)
         if pattern is None:
             cost = (len(key) + _REGEX_STEP_OVERHEAD) * _REGEX_COMPILE_BYTES
         else:
             size = pattern.programsize + _REGEX_STEP_OVERHEAD
-            cost = size * (len(self._tail) + _REGEX_COMPILE_BYTES)
+            cost = size * (len(tail) + _REGEX_COMPILE_BYTES)
         if cost > self.regex_left:
             self.regex_left = 0
             return None
         self.regex_left -= cost
-        return pattern is not None and pattern.search(self._tail) is not None
+        return pattern is not None and pattern.search(tail) is not None
 
 
 def _secondary_ok(entry: LoreEntry, scan: _Scan) -> bool:
@@ -232,33 +264,22 @@ def _secondary_ok(entry: LoreEntry, scan: _Scan) -> bool:
     return any(hits)
 
 
-def _trigger(entry: LoreEntry, scan: _Scan) -> str | None:
+def _excluded(entry: LoreEntry, marks: Decorators, scan: _Scan) -> bool:
+    """Whether an `@@exclude_keys` key matches (or one was left untested: it cannot be ruled
+    out, so the entry stays out, as with untested secondary keys)."""
+    skipped = scan.skipped
+    hit = any(scan.matches(key, entry) for key in marks.exclude_keys)
+    return hit or scan.skipped != skipped
+
+
+def _trigger(entry: LoreEntry, marks: Decorators, scan: _Scan) -> str | None:
     """The key that makes `entry` fire on the scanned text, or None."""
-    for key in entry.keys:
+    for key in entry.keys + marks.additional_keys:
         if scan.spent:
             return None
         if scan.matches(key, entry) and _secondary_ok(entry, scan):
-            return key.strip()
+            return None if _excluded(entry, marks, scan) else key.strip()
     return None
-
-
-def _decorator_lines(content: str) -> int:
-    lines = content.split("\n")
-    count = 0
-    while count < len(lines) and _DECORATOR.fullmatch(lines[count].strip()):
-        count += 1
-    return count
-
-
-def strip_decorators(content: str) -> str:
-    """Drop V3 `@@decorator` lines at the top of an entry's content."""
-    return "\n".join(content.split("\n")[_decorator_lines(content) :])
-
-
-def decorators(content: str) -> set[str]:
-    """The names of the V3 decorators at the top of an entry's content (`@@@` fallbacks aside)."""
-    lines = content.split("\n")[: _decorator_lines(content)]
-    return {line.strip()[2:].split()[0].lower() for line in lines if not line.startswith("@@@")}
 
 
 def messages_scanned(scan_depth: int | None) -> int:
@@ -269,45 +290,88 @@ def messages_scanned(scan_depth: int | None) -> int:
 def scan_window(messages: Sequence[str], scan_depth: int | None) -> str:
     """The text keys are matched against: the last `scan_depth` messages, newest last."""
     depth = messages_scanned(scan_depth)
-    recent = list(messages[-depth:]) if depth > 0 else []
-    return "\n".join(recent)[-MAX_SCAN_CHARS:]
+    # Only the newest MAX_SCAN_CHARS are kept, so only the messages they come from are joined
+    # (entries with their own depth ask for a window each).
+    tail: list[str] = []
+    size = 0
+    for message in reversed(messages[-depth:] if depth > 0 else []):
+        if size > MAX_SCAN_CHARS:
+            break
+        tail.append(message[-MAX_SCAN_CHARS - 1 :])
+        size += len(tail[-1]) + 1
+    return "\n".join(reversed(tail))[-MAX_SCAN_CHARS:]
 
 
-def _activate(book: LoreBook, window: str) -> list[tuple[LoreEntry, str]]:
+class _Windows:
+    """The text each scan depth in use matches against, in the current round."""
+
+    def __init__(self, messages: Sequence[str], scan_depth: int | None) -> None:
+        self._messages = messages
+        self._default = messages_scanned(scan_depth)
+        self._windows: dict[int, str] = {}
+        self._texts: dict[int, _Text] = {}
+        self._recursed = ""
+
+    def next_round(self, content: list[str]) -> None:
+        # Entry content joins the messages, so a key and its secondary key may come from both.
+        self._recursed = "\n" + "\n".join(content)[-MAX_SCAN_CHARS:]
+        self._texts.clear()
+
+    def text(self, depth: int | None) -> _Text:
+        depth = self._default if depth is None else min(depth, MAX_SCAN_DEPTH)
+        text = self._texts.get(depth)
+        if text is None:
+            window = self._windows.get(depth)
+            if window is None:
+                window = self._windows[depth] = scan_window(self._messages, depth)
+            text = self._texts[depth] = _Text(window + self._recursed)
+        return text
+
+
+def _activate(
+    book: LoreBook, messages: Sequence[str], marks: dict[int, Decorators]
+) -> list[tuple[LoreEntry, str]]:
+    forced: list[LoreEntry] = []
     candidates: list[LoreEntry] = []
-    fired: list[tuple[LoreEntry, str]] = []
     for entry in book.entries:
-        marks = decorators(entry.content) if entry.content.startswith("@@") else set()
-        if not entry.enabled or "dont_activate" in marks:
+        if not entry.enabled or marks[entry.id].dont_activate:
             continue
-        if entry.constant or "activate" in marks:
-            fired.append((entry, "constant"))
+        if entry.constant or marks[entry.id].activate:
+            forced.append(entry)
         else:
             candidates.append(entry)
-    content = [strip_comments(e.content) for e, _ in fired if not e.prevent_recursion]
     scan = _Scan()
-    text, rounds = window, 0
+    windows = _Windows(messages, book.scan_depth)
+    fired: list[tuple[LoreEntry, str]] = []
+    for entry in forced:
+        # Conditions combine with AND: exclude keys keep even an always-on entry out.
+        if marks[entry.id].exclude_keys:
+            scan.use(windows.text(marks[entry.id].scan_depth))
+            if _excluded(entry, marks[entry.id], scan):
+                continue
+        fired.append((entry, "constant"))
+    content = [strip_comments(marks[e.id].body) for e, _ in fired if not e.prevent_recursion]
+    rounds = 0
     while True:
-        scan.use(text)
         found = []
         for entry in candidates:
             if scan.spent:
                 break
             if rounds > 0 and entry.exclude_recursion:
                 continue
-            key = _trigger(entry, scan)
+            scan.use(windows.text(marks[entry.id].scan_depth))
+            key = _trigger(entry, marks[entry.id], scan)
             if key is not None:
                 found.append((entry, f"key “{key}”" if rounds == 0 else f"recursion: “{key}”"))
         fired.extend(found)
         candidates = [e for e in candidates if all(e is not f for f, _ in found)]
-        added = [strip_comments(e.content) for e, _ in found if not e.prevent_recursion]
+        added = [strip_comments(marks[e.id].body) for e, _ in found if not e.prevent_recursion]
         content += added
         if not book.recursive_scanning or rounds >= MAX_RECURSION or not content:
             return fired
         if rounds > 0 and not added:
             return fired
-        # Entry content joins the messages, so a key and its secondary key may come from both.
-        text = window + "\n" + "\n".join(content)[-MAX_SCAN_CHARS:]
+        windows.next_round(content)
         rounds += 1
 
 
@@ -323,8 +387,10 @@ def apply_lorebook(
     budget = max(budget_tokens, 0)
     if book.token_budget is not None:
         budget = min(budget, book.token_budget)
-    fired = _activate(book, scan_window(messages, book.scan_depth))
-    texts = {entry.id: strip_decorators(entry.content).strip() for entry, _ in fired}
+    # Each entry's decorators are read once here; activation and insertion share the reading.
+    marks = {entry.id: parse_decorators(entry.content) for entry in book.entries if entry.enabled}
+    fired = _activate(book, messages, marks)
+    texts = {entry.id: marks[entry.id].body.strip() for entry, _ in fired}
     costs = {entry.id: est.count(texts[entry.id]) for entry, _ in fired}
     kept: set[int] = set()
     used = 0
@@ -339,6 +405,7 @@ def apply_lorebook(
             tokens=costs[entry.id],
             included=entry.id in kept,
             dropped_reason="" if entry.id in kept else "over the lore budget (lower priority)",
+            not_applied=marks[entry.id].not_applied,
         )
         for entry, reason in fired
     )

@@ -14,6 +14,7 @@ from characters.models import Character, Lorebook, LorebookEntry, Persona, Sampl
 from companion.compiled import Compiled, M, columns, instance
 from conversations.llm.factory import context_tokens
 from conversations.lore import LoreBook, LoreEntry, LoreResult, apply_lorebook, messages_scanned
+from conversations.lore_decorators import parse_decorators
 from conversations.macros import expand
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompts import (
@@ -285,13 +286,21 @@ def _older_turns_cannot_fit(conversation: Conversation, newest: list[RecentTurn]
     turns that fit, so nothing older could join it) and cover what the lorebook scans."""
     said = [turn.content for turn in newest if turn.content and turn.status != TurnStatus.FAILED]
     book: Lorebook | None = getattr(conversation.character, "lorebook", None)
-    if book is not None and len(said) < messages_scanned(book.scan_depth):
+    if book is not None and len(said) < _deepest_scan(book):
         return False
     budget = messages_budget(
         context_tokens=context_tokens(), reply_tokens=conversation.character.default_max_tokens
     )
     weight = sum(default_estimator.message(text) for text in said)
     return weight > budget * HISTORY_FILL_MARGIN
+
+
+def _deepest_scan(book: Lorebook) -> int:
+    """How many of the newest messages the book's keys reach: its own depth, or an entry's
+    `@@scan_depth` beyond it."""
+    entries = book.enabled_entries  # type: ignore[attr-defined]
+    depths = (parse_decorators(entry.content).scan_depth for entry in entries)
+    return max(messages_scanned(depth) for depth in (book.scan_depth, *depths))
 
 
 def _recent_query(conversation_id: UUID, limit: int) -> Query:

@@ -2,7 +2,9 @@
 
 Risu (`key`/`secondkey` comma strings, `insertorder`, `alwaysActive`) and agnai (`entry`,
 `keywords`, `weight`) shapes are accepted on import and renamed to the spec's keys; what has
-no counterpart stays in the entry's `card_extras`, as does every unknown key.
+no counterpart stays in the entry's `card_extras`, as does every unknown key. agnai's own
+`constant`, `position`, `selective` (with `secondaryKeys`, `probability`) share the spec's
+names but are kept, not applied (product contract §2.5): they stay in `card_extras` too.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ _RISU = {
 _RISU_BOOK = {"tokenBudget": "token_budget", "scanDepth": "scan_depth"}
 _RISU_BOOK |= {"recursiveScanning": "recursive_scanning"}
 _AGNAI = {"entry": "content", "keywords": "keys", "weight": "insertion_order"}
+# agnai entry keys kept verbatim for export but never applied, though some share a column's name.
+_AGNAI_KEPT = ("secondaryKeys", "constant", "position", "selective", "probability")
 
 
 @dataclass
@@ -91,15 +95,27 @@ def _renamed(raw: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _normalise_entry(raw: dict[str, Any]) -> dict[str, Any]:
+def _normalise_entry(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entry under the spec's keys, and the keys to keep unapplied (as unknown keys are)."""
     if "keys" not in raw and any(k in raw for k in ("key", "secondkey", "insertorder")):
         entry = _renamed(raw, _RISU)
         if raw.get("mode") == "constant":
             entry["constant"] = True
-        return entry
+        return entry, {}
     if "keys" not in raw and "content" not in raw and ("entry" in raw or "keywords" in raw):
-        return _renamed(raw, _AGNAI)
-    return raw
+        entry = _renamed(raw, _AGNAI)
+        kept = {key: entry.pop(key) for key in _AGNAI_KEPT if key in entry}
+        return entry, kept
+    return raw, {}
+
+
+def _split_entry(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    entry, kept = _normalise_entry(raw)
+    values, meta = f.split(entry, ENTRY_CODECS)
+    # Kept keys go where unknown ones do: the columns stay at their defaults (recorded absent,
+    # so an unedited entry exports them from here, verbatim).
+    meta["unknown"] = {**meta["unknown"], **kept}
+    return values, meta
 
 
 def _normalise_book(raw: Any) -> dict[str, Any]:
@@ -125,7 +141,7 @@ def parse_book(raw: Any) -> ParsedBook:
     for index, item in enumerate(entries, start=1):
         if not isinstance(item, dict):
             raise CardError(f"Lorebook entry {index} is not an object.")
-        entry_values, entry_meta = f.split(_normalise_entry(item), ENTRY_CODECS)
+        entry_values, entry_meta = _split_entry(item)
         parsed.entries.append({**entry_values, "card_extras": entry_meta})
     keys = sum(len(entry["keys"]) + len(entry["secondary_keys"]) for entry in parsed.entries)
     if problem := too_many_keys(keys):

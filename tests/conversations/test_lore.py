@@ -7,10 +7,23 @@ import time
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from characters.cards.services import character_import_card
+from characters.management.roles import creator_grant
 from characters.models import Lorebook, LorebookEntry
-from conversations.lore import LoreBook, apply_lorebook, scan_window, strip_decorators
+from conversations.lore import (
+    _REGEX_STEP_OVERHEAD,
+    MAX_KEY_TESTS,
+    MAX_REGEX_SCAN_CHARS,
+    MAX_SCAN_DEPTH,
+    REGEX_SCAN_BUDGET,
+    LoreBook,
+    apply_lorebook,
+    scan_window,
+)
+from conversations.lore_decorators import parse_decorators, strip_decorators
 from conversations.models import Role, Turn
 from conversations.prompt_inputs import (
     conversation_for_prompt,
@@ -221,6 +234,137 @@ def test_decorators_are_stripped_and_activation_decorators_honoured():
     assert strip_decorators("@@position after_desc\n@@@role user\nbody") == "body"
 
 
+def test_additional_keys_decorators_are_more_primary_keys():
+    market = entry(
+        "market", content="@@additional_keys bazaar, souk\n@@additional_keys stall\nlore"
+    )
+
+    assert fire([market], ["the souk"]) == ["lore"]
+    assert fire([market], ["a stall"]) == ["lore"]
+    assert fire([market], ["home"]) == []
+
+
+def test_additional_keys_match_as_the_entrys_own_keys_do():
+    exact = entry("Dragon", content="@@additional_keys Wyrm\nexact", case_sensitive=True)
+    maps = entry(
+        "map",
+        content="@@additional_keys atlas\nmaps",
+        selective=True,
+        secondary_keys=("ink",),
+    )
+
+    assert fire([exact], ["a Wyrm"]) == ["exact"]
+    assert fire([exact], ["a wyrm"]) == []
+    assert fire([maps], ["an atlas"]) == []
+    assert fire([maps], ["an atlas in ink"]) == ["maps"]
+
+
+def test_exclude_keys_keep_an_entry_out_whatever_else_matches():
+    market = entry("market", content="@@exclude_keys closed, /shut+/i\nopen", use_regex=True)
+    always = entry(content="@@exclude_keys night\nday", constant=True)
+
+    assert fire([market, always], ["the market"]) == ["open", "day"]
+    assert fire([market], ["the market is closed"]) == []
+    assert fire([market], ["the market is SHUTT"]) == []
+    assert fire([market, always], ["market at night"]) == ["open"]
+
+
+def test_an_entrys_scan_depth_narrows_or_widens_the_books():
+    deep = entry("market", content="@@scan_depth 3\ndeep")
+    shallow = entry("market", content="@@instruct_scan_depth 1\nshallow")
+    plain = entry("market", content="plain")
+
+    assert fire([deep, shallow, plain], ["the market", "a", "b"]) == ["deep"]
+    assert fire([deep, shallow, plain], ["the market", "b"]) == ["deep", "plain"]
+    assert fire([deep, shallow, plain], ["a", "the market"]) == ["deep", "shallow", "plain"]
+
+
+def test_an_entrys_scan_depth_stays_within_the_maximum():
+    wide = entry("market", content="@@scan_depth 100000\nwide")
+    both = entry("market", content="@@scan_depth 3\n@@instruct_scan_depth 1\nnarrowest")
+
+    assert fire([wide], ["market", *["x"] * (MAX_SCAN_DEPTH - 1)]) == ["wide"]
+    assert fire([wide], ["market", *["x"] * MAX_SCAN_DEPTH]) == []
+    assert fire([both], ["market", "x"]) == []
+    assert parse_decorators(both.content).scan_depth == 1
+
+
+def test_a_regex_additional_key_runs_on_re2_and_only_when_the_entry_uses_regexes():
+    regex = entry("zzz", content="@@additional_keys /drag(on|ons)\\b/i\nregex", use_regex=True)
+    literal = entry("zzz", content="@@additional_keys /drag(on|ons)\\b/i\nliteral")
+    refused = entry("zzz", content="@@additional_keys /(?=dragon)dragon/\nnever", use_regex=True)
+
+    assert fire([regex, literal, refused], ["DRAGONS above"]) == ["regex"]
+
+
+def test_a_regex_additional_key_stops_matching_once_the_regex_budget_is_spent():
+    window = ["x" * MAX_REGEX_SCAN_CHARS + " needle"]
+    count = REGEX_SCAN_BUDGET // (_REGEX_STEP_OVERHEAD * MAX_REGEX_SCAN_CHARS) + 1
+    fillers = [entry(f"/filler{n}/", use_regex=True) for n in range(count)]
+    regex = entry("zzz", content="@@additional_keys /ne+dle/\nregex", use_regex=True)
+
+    assert fire([*fillers, regex], window) == []
+    assert fire([regex, *fillers], window) == ["regex"]
+
+
+def test_decorator_keys_count_against_the_key_tests_of_a_message():
+    fillers = ",".join(f"filler-{n}" for n in range(MAX_KEY_TESTS))
+    crowded = entry("zzz", content=f"@@additional_keys {fillers}\n@@additional_keys needle\nx")
+    early = entry("zzz", content="@@additional_keys needle\nearly")
+
+    assert fire([crowded, early], ["a needle"]) == []
+    assert fire([early, crowded], ["a needle"]) == ["early"]
+
+
+def test_exclude_keys_left_untested_for_want_of_budget_keep_the_entry_out():
+    fillers = [entry(f"filler-{n}") for n in range(MAX_KEY_TESTS - 1)]
+    market = entry("market", content="@@exclude_keys closed\nopen")
+
+    assert fire([market], ["the market"]) == ["open"]
+    assert fire([*fillers, market], ["the market"]) == []
+
+
+def test_a_fallback_is_read_only_when_the_decorator_above_it_is_not_applied():
+    kept = entry(content="@@activate\n@@@dont_activate\nkept")
+    unknown = entry(content="@@mystery 3\n@@@activate\nunknown")
+    unsupported = entry(content="@@is_greeting 1\n@@@activate\nunsupported")
+    unreadable = entry("market", content="@@scan_depth many\n@@@scan_depth 3\nunreadable")
+
+    assert fire([kept, unknown, unsupported], ["hi"]) == ["kept", "unknown", "unsupported"]
+    assert fire([unreadable], ["market", "a", "b"]) == ["unreadable"]
+
+
+def test_decorator_lines_do_not_feed_recursion():
+    source = entry("start", content="@@depth 2\n@@additional_keys begin\nsource")
+    depth = entry("depth", content="depth lore")
+
+    assert fire([source, depth], ["start"], recursive_scanning=True) == ["source"]
+
+
+def test_the_report_lists_the_decorators_a_fired_entry_asks_for_but_does_not_get():
+    market = entry(
+        "market",
+        content=(
+            "@@depth 4\n@@role assistant\n@@@position after_desc\n@@mystery x\n"
+            "@@scan_depth 3\n@@activate_only_every 2\n@@depth 5\nbody"
+        ),
+    )
+    fallback = entry(content="@@reverse_depth 1\n@@@activate\nfallback")
+    quiet = entry("market", content="@@scan_depth 2\nquiet")
+
+    result = apply_lorebook(
+        LoreBook((market, fallback, quiet)), messages=["market"], budget_tokens=99
+    )
+
+    report = {f.entry.id: f.not_applied for f in result.fired}
+    assert report == {
+        market.id: ("depth", "role", "activate_only_every"),
+        fallback.id: (),
+        quiet.id: (),
+    }
+    assert result.texts == ("body", "fallback", "quiet")
+
+
 def test_the_report_says_why_each_entry_fired():
     market = entry("market", content="m")
     always = entry(content="a", constant=True)
@@ -400,3 +544,34 @@ def test_conversation_for_prompt_loads_what_the_orm_stores(alice, django_assert_
     assert loaded.character.lorebook.scan_depth == 3
     entries = loaded.character.lorebook.enabled_entries  # type: ignore[attr-defined]
     assert [e.pk for e in entries] == [first.pk, later.pk]
+
+
+@pytest.fixture
+def creators(alice, bob):
+    creator_grant(username="alice")
+    creator_grant(username="bob")
+    alice.refresh_from_db()
+    bob.refresh_from_db()
+    return alice, bob
+
+
+def test_the_admin_preview_shows_the_decorators_not_applied_to_its_owner_only(creators):
+    alice, bob = creators
+    character = make_character(alice, greeting="Welcome.")
+    LorebookEntry.objects.create(
+        lorebook=_book(character),
+        keys=["zzz"],
+        content="@@additional_keys hello\n@@depth 4\n@@role assistant\nGreeting lore.",
+    )
+    url = reverse("admin:characters_character_prompt_preview", args=[character.pk])
+    owner, other = Client(), Client()
+    owner.force_login(alice)
+    other.force_login(bob)
+
+    response = owner.get(url)
+
+    assert response.status_code == 200
+    assert "key “hello”" in response.text  # the preview's user line is "Hello!"
+    assert "not applied: @@depth, @@role" in response.text
+    assert "@@additional_keys" not in response.text
+    assert other.get(url).status_code == 404

@@ -387,3 +387,16 @@ def test_a_lorebook_that_scans_deeper_than_the_first_read_still_sees_its_keys(co
     start = send(conversation, "And then?")
 
     assert prompt_of(start).lore == ("The lighthouse.",)
+
+
+def test_an_entry_scanning_deeper_than_its_book_still_sees_its_keys(conversation):
+    book = Lorebook.objects.create(character=conversation.character, scan_depth=2)
+    LorebookEntry.objects.create(
+        lorebook=book, keys=["lighthouse"], content="@@scan_depth 100\nThe lighthouse."
+    )
+    make_turns(conversation, 2, text="We passed the lighthouse at dawn")
+    make_turns(conversation, 60, text=LONG_TURN)
+
+    start = send(conversation, "And then?")
+
+    assert prompt_of(start).lore == ("The lighthouse.",)
