@@ -17,7 +17,7 @@ from conversations.models import Conversation
 from conversations.protocol import ProtocolError, Sync, parse_client_message
 from conversations.selectors import conversation_id_for_user
 from conversations.services.replies import ChatActionError
-from conversations.signout import session_group
+from conversations.signout import CloseMessage, closes, socket_session_id, user_group
 from conversations.sync import SyncState, sync_state
 
 SNAPSHOT_TIMEOUT = 2.0
@@ -36,8 +36,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     pending_sync: SyncState | None = None
     buffered: list[tuple[int, str]]
     snapshot_timer: asyncio.Task[None] | None = None
-    # The session's group, which hears when the session signs out.
-    signout_group: str | None = None
+    # The user's group, which hears when the session signs out, the password changes, the
+    # account is deactivated or the conversation deleted; and which session this socket is of.
+    revocation_group: str | None = None
+    session_id: str | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -47,8 +49,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             # error or is cancelled: the socket must leave the subscribers either way.
             if hasattr(self, "conversation_id"):
                 await fanout.unsubscribe(self.conversation_id, self)
-            if self.signout_group is not None:
-                await self.channel_layer.group_discard(self.signout_group, self.channel_name)
+            if self.revocation_group is not None:
+                await self.channel_layer.group_discard(self.revocation_group, self.channel_name)
 
     async def connect(self) -> None:
         await self.accept()
@@ -70,14 +72,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.user_id = user.pk
         self.buffered = []
         await fanout.subscribe(self.conversation_id, self)
-        session_key = getattr(self.scope.get("session"), "session_key", None)
-        if session_key:
-            self.signout_group = session_group(session_key)
-            await self.channel_layer.group_add(self.signout_group, self.channel_name)
+        self.session_id = socket_session_id(self.scope.get("session"))
+        self.revocation_group = user_group(user.pk)
+        await self.channel_layer.group_add(self.revocation_group, self.channel_name)
 
-    async def session_ended(self, message: dict[str, Any]) -> None:
-        """Its session signed out (in another tab, say): as if it had never signed in."""
-        await self.close(code=4401)
+    async def sockets_close(self, message: CloseMessage) -> None:
+        """Closed as a new socket would be refused now: signed out (in another tab, say, or by a
+        password change elsewhere), deactivated, or its conversation deleted."""
+        if closes(message, session_id=self.session_id, conversation_hex=self.conversation_id.hex):
+            await self.close(code=message["code"])
 
     async def disconnect(self, code: int) -> None:
         # Leaving the conversation's subscribers happens in `__call__`, however the socket ends.
