@@ -76,6 +76,8 @@ class Turn(models.Model):
     finish_reason = models.CharField(max_length=20, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # As reported: some final frames carry only the total, with no split to price it by.
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
     error_code = models.CharField(max_length=40, blank=True)

@@ -105,7 +105,10 @@ class Usage:
     replies: int
     prompt_tokens: int
     completion_tokens: int
+    total_tokens: int
     cost_usd: Decimal
+    # Replies whose service reported only a total: counted in `total_tokens`, not priced.
+    unpriced: int = 0
 
 
 def usage_months_for_user(*, user: Any) -> list[dt.date]:
@@ -127,15 +130,26 @@ def usage_for_user(*, user: Any, month: dt.date | None = None) -> Usage:
         start = dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
         end = dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=dt.UTC)
         turns = turns.filter(created_at__gte=start, created_at__lt=end)
+    # Aliases unlike the columns: a filter naming a column would otherwise mean the aggregate.
     totals = turns.aggregate(
-        replies=Count("id", filter=Q(role=Role.ASSISTANT, completion_tokens__isnull=False)),
-        prompt_tokens=Sum("prompt_tokens"),
-        completion_tokens=Sum("completion_tokens"),
-        cost_usd=Sum("cost_usd"),
+        n_replies=Count(
+            "id",
+            filter=Q(role=Role.ASSISTANT)
+            & (Q(completion_tokens__isnull=False) | Q(total_tokens__isnull=False)),
+        ),
+        n_unpriced=Count(
+            "id", filter=Q(total_tokens__isnull=False, completion_tokens__isnull=True)
+        ),
+        sum_prompt=Sum("prompt_tokens"),
+        sum_completion=Sum("completion_tokens"),
+        sum_total=Sum("total_tokens"),
+        sum_cost=Sum("cost_usd"),
     )
     return Usage(
-        replies=totals["replies"] or 0,
-        prompt_tokens=totals["prompt_tokens"] or 0,
-        completion_tokens=totals["completion_tokens"] or 0,
-        cost_usd=totals["cost_usd"] or Decimal(0),
+        replies=totals["n_replies"] or 0,
+        prompt_tokens=totals["sum_prompt"] or 0,
+        completion_tokens=totals["sum_completion"] or 0,
+        total_tokens=totals["sum_total"] or 0,
+        cost_usd=totals["sum_cost"] or Decimal(0),
+        unpriced=totals["n_unpriced"] or 0,
     )

@@ -329,6 +329,11 @@ class ReplyRunner:
         text = storable(completion.text)
         content = start.prefix + _joiner(start.prefix, text) + text
         usage = completion.usage
+        total = usage.total_tokens or (
+            usage.prompt_tokens + usage.completion_tokens
+            if usage.prompt_tokens is not None and usage.completion_tokens is not None
+            else None
+        )
         if usage.prompt_tokens:
             default_estimator.learn(
                 estimated_prompt_tokens=estimated_prompt_tokens,
@@ -342,6 +347,7 @@ class ReplyRunner:
             finish_reason=completion.finish_reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            total_tokens=total,
             cost_usd=reply_cost(usage),
             model_name=completion.model or self.backend.name,
         )
@@ -360,6 +366,7 @@ class ReplyRunner:
                     usage={
                         "prompt_tokens": usage.prompt_tokens,
                         "completion_tokens": usage.completion_tokens,
+                        "total_tokens": total,
                     },
                 )
             ],

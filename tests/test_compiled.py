@@ -136,6 +136,7 @@ def test_a_compiled_insert_stores_what_save_stores():
         "finish_reason": "length",
         "prompt_tokens": 120,
         "completion_tokens": 7,
+        "total_tokens": 127,
         "cost_usd": Decimal("0.00012345"),
         "model_name": "M2-her",
         "error_code": "timeout",

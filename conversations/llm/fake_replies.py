@@ -30,7 +30,7 @@ FAULTS: dict[str, str] = {
     "slow_first_byte": "wait N seconds before answering",
     "stall": "wait N seconds after the first delta",
     "slow_body": "send the headers, then wait N seconds before the first event",
-    "end": "how a chat stream ends: usage_chunk, final_frame, bare",
+    "end": "how a chat stream ends: usage_chunk, final_frame, total_only, bare",
     "done": "add `data: [DONE]`",
     "linger": "keep the body open N seconds after the last event (default 1)",
     "no_finish": "end the stream cleanly without any finish reason",

@@ -127,6 +127,11 @@ def chat_script(style: str, scenario: Scenario, body: dict[str, Any], rid: str) 
         yield ("frame", sse(tail))
     elif end == "final_frame":
         yield ("frame", sse(chat_whole(rid, model, "".join(deltas), finish, usage, **flags)))
+    elif end == "total_only":
+        # The documented native example: the final frame's usage holds only the total.
+        whole = chat_whole(rid, model, "".join(deltas), finish, usage, **flags)
+        whole["usage"] = {"total_tokens": sum(usage)}
+        yield ("frame", sse(whole))
     if scenario.has("done"):
         yield ("frame", b"data: [DONE]\n\n")
     yield from _linger(scenario)

@@ -274,6 +274,23 @@ def test_account_page_shows_usage_in_total_and_per_month(alice_client, alice, bo
     assert "99999" not in total
 
 
+def test_account_page_counts_replies_reported_only_as_a_total_without_pricing_them(
+    alice_client, alice, bob
+):
+    conversation = make_conversation(alice)
+    turn = Turn.objects.get(conversation=conversation)
+    Turn.objects.filter(pk=turn.pk).update(total_tokens=4321)
+    bobs = make_conversation(bob)
+    Turn.objects.filter(conversation=bobs).update(total_tokens=98765)
+
+    html = alice_client.get(ACCOUNT).content.decode()
+
+    assert "<dd>4321</dd>" in html
+    assert "1 reply reported only a total of tokens" in html
+    assert "$0.0000" in html
+    assert "98765" not in html
+
+
 def test_creating_a_persona(alice_client, alice):
     response = alice_client.post(
         reverse("characters:persona_create"), {"name": "Sam", "description": "A pilot."}

@@ -504,3 +504,24 @@ async def test_two_syncs_sent_together_while_a_reply_streams_are_each_answered(
     await send(ws, type="reply.stop")
     await collect_until(ws, "reply.stopped")
     await ws.disconnect()
+
+
+async def test_a_usage_of_only_a_total_is_stored_and_sent_as_given(m2her, conversation, owner):
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[end=total_only]] Hi")
+    completed = (await collect_until(ws, "reply.completed"))[-1]
+    await send_message(ws, "Hello again")
+    split = (await collect_until(ws, "reply.completed"))[-1]
+    await ws.disconnect()
+
+    only_total = await turn(completed["turn_id"])
+    assert completed["usage"]["prompt_tokens"] is None
+    assert completed["usage"]["total_tokens"] > 0
+    assert (only_total.prompt_tokens, only_total.total_tokens) == (
+        None,
+        completed["usage"]["total_tokens"],
+    )
+    assert only_total.cost_usd is None
+    usage = split["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert (await turn(split["turn_id"])).total_tokens == usage["total_tokens"]
