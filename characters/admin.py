@@ -24,7 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from characters.admin_cards import CardAdminMixin, LorebookInline
-from characters.models import MEDIUM_TEXT, Character, Persona, SampleDialogue, Scene
+from characters.models import Character, Persona, SampleDialogue, Scene
 from characters.selectors import persona_default_for_user
 from conversations.models import Conversation, Turn
 from conversations.prompt_inputs import PREVIEW_USER_TEXT, prompt_preview_for_new_conversation
@@ -51,52 +51,178 @@ PREVIEW_TEMPLATE = "admin/characters/character/prompt_preview.html"
 NO_SCENE = "none"
 
 
-class StringListField(forms.CharField):
-    """A list of strings edited as text: split on `separator`, blanks dropped, bounded."""
+_LINE_BREAK = re.compile(r"\r\n?")
 
-    def __init__(
-        self, *, separator: str, joiner: str, max_items: int, max_item_chars: int, **kwargs: Any
-    ) -> None:
-        self.separator = re.compile(separator)
-        self.joiner = joiner
-        self.max_items = max_items
-        self.max_item_chars = max_item_chars
-        super().__init__(required=False, strip=True, **kwargs)
+
+def _unix_lines(text: str) -> str:
+    # Browsers post every line break of a textarea as CRLF, whatever the stored text had.
+    return _LINE_BREAK.sub("\n", text)
+
+
+class CardTextField(forms.CharField):
+    """Card text as the creator wrote it: never stripped, since cards must round-trip.
+
+    Line breaks that only the browser changed (to CRLF) are no change, and a changed text is
+    stored with LF line breaks.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{**kwargs, "strip": False})
+
+    def to_python(self, value: Any) -> Any:
+        text = super().to_python(value)
+        return _unix_lines(text) if isinstance(text, str) else text
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        # Unstripped, "   " would pass as a required name.
+        if self.required and isinstance(value, str) and not value.strip():
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        if self.disabled:
+            return False
+        shown = self.prepare_value(initial)
+        return _unix_lines(str(shown or "")) != _unix_lines(str(data or ""))
+
+
+class StringListField(CardTextField):
+    """A list of strings edited as text: `join` shows it, `split` reads it back.
+
+    A separator inside an item is shown escaped, so `split(join(items))` gives the items back
+    (edge whitespace aside): saving never splits one item into two. Blank items are dropped.
+    The limits are the model's, checked when the form validates the instance.
+    """
+
+    unique = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, **kwargs)
+
+    def join(self, items: list[str]) -> str:
+        raise NotImplementedError
+
+    def split(self, text: str) -> list[str]:
+        raise NotImplementedError
 
     def prepare_value(self, value: Any) -> Any:
-        return self.joiner.join(value) if isinstance(value, list) else value
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return self.join(value)
+        return value
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value) or ""
-        items = [item.strip() for item in self.separator.split(text)]
-        items = list(dict.fromkeys(item for item in items if item))
-        if len(items) > self.max_items:
-            raise forms.ValidationError(f"At most {self.max_items} items.")
-        if any(len(item) > self.max_item_chars for item in items):
-            raise forms.ValidationError(f"Each item is at most {self.max_item_chars} characters.")
+        items = [item.strip() for item in self.split(super().to_python(value) or "")]
+        items = [item for item in items if item]
+        return list(dict.fromkeys(items)) if self.unique else items
+
+
+_TAG_SPECIAL = re.compile(r"([\\,，\n])")
+_TAG_TOKEN = re.compile(r"\\([\\,，\n])|[,，\n]")
+
+
+class TagListField(StringListField):
+    r"""Tags separated by commas or line breaks; `\,` is a comma inside a tag."""
+
+    unique = True
+
+    def join(self, items: list[str]) -> str:
+        return ", ".join(_TAG_SPECIAL.sub(r"\\\1", _unix_lines(item)) for item in items)
+
+    def split(self, text: str) -> list[str]:
+        items: list[str] = []
+        current: list[str] = []
+        position = 0
+        for token in _TAG_TOKEN.finditer(text):
+            current.append(text[position : token.start()])
+            if token.group(1) is not None:
+                current.append(token.group(1))
+            else:
+                items.append("".join(current))
+                current = []
+            position = token.end()
+        items.append("".join([*current, text[position:]]))
         return items
 
 
+_GREETING_SEPARATOR = re.compile(r"^[ \t]*---[ \t]*$", re.MULTILINE)
+_RULE_LINE = re.compile(r"^([ \t]*)(\\*---[ \t]*)$", re.MULTILINE)
+_ESCAPED_RULE_LINE = re.compile(r"^([ \t]*)\\(\\*---[ \t]*)$", re.MULTILINE)
+
+
+class GreetingListField(StringListField):
+    r"""Messages separated by a line holding only `---`; `\---` is such a line inside one."""
+
+    def join(self, items: list[str]) -> str:
+        # A `---` line is a common scene break inside a greeting: shown as `\---`, so that
+        # saving the page does not cut the greeting in two.
+        return "\n---\n".join(_RULE_LINE.sub(r"\1\\\2", _unix_lines(item)) for item in items)
+
+    def split(self, text: str) -> list[str]:
+        return [_ESCAPED_RULE_LINE.sub(r"\1\2", part) for part in _GREETING_SEPARATOR.split(text)]
+
+
+def _keep_untouched_items(items: list[str], stored: list[str]) -> list[str]:
+    """Items the creator did not edit keep their stored text (edge whitespace, line breaks)."""
+    spare: dict[str, list[str]] = {}
+    for original in stored:
+        spare.setdefault(_unix_lines(original).strip(), []).append(original)
+    return [spare[item].pop(0) if spare.get(item) else item for item in items]
+
+
+# Columns that hold card text (the extension's tagline too): kept exactly unless edited.
+CARD_TEXT_FIELDS = (
+    "name",
+    "nickname",
+    "tagline",
+    "description",
+    "personality",
+    "scenario",
+    "greeting",
+    "system_prompt",
+    "post_history_instructions",
+    "creator",
+    "character_version",
+    "creator_notes",
+)
+
+
 class CharacterAdminForm(_CharacterForm):
-    tags = StringListField(
-        separator=r"[,，]",
-        joiner=", ",
-        max_items=30,
-        max_item_chars=40,
-        help_text="Short labels, separated by commas.",
+    tags = TagListField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=(
+            "Short labels, separated by commas or line breaks. "
+            "Write \\, for a comma inside a label."
+        ),
     )
-    alternate_greetings = StringListField(
-        separator=r"(?m)^[ \t]*---[ \t\r]*$",
-        joiner="\n---\n",
-        max_items=20,
-        max_item_chars=MEDIUM_TEXT,
+    alternate_greetings = GreetingListField(
         widget=forms.Textarea(attrs={"rows": 6}),
-        help_text="Other first messages. Separate them with a line holding only ---.",
+        help_text=(
+            "Other first messages. Separate them with a line holding only ---; "
+            "write \\--- for such a line inside a message."
+        ),
     )
 
     class Meta:
         model = Character
         fields = ("owner", "name", "slug", "tags", "alternate_greetings")
+        field_classes = dict.fromkeys(CARD_TEXT_FIELDS, CardTextField)
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        if self.instance._state.adding:
+            return cleaned
+        # A save must not rewrite what the creator did not touch: an imported card's text and
+        # lists stay exactly as imported (the card must export as it came in).
+        for name, field in self.fields.items():
+            if not isinstance(field, CardTextField) or name not in cleaned:
+                continue
+            stored = self[name].initial
+            if name not in self.changed_data:
+                cleaned[name] = stored
+            elif isinstance(field, StringListField) and isinstance(stored, list):
+                cleaned[name] = _keep_untouched_items(cleaned[name], stored)
+        return cleaned
 
 
 def _may_edit(user: AnyUser, obj: Character | None) -> bool:

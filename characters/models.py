@@ -14,8 +14,10 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from characters.validators import validate_avatar, validate_string_list
+from characters.validators import validate_avatar, validate_slug_not_reserved, validate_string_list
 
+# Card text (anything an imported card fills) gets the long limit: a valid card must never be
+# refused for a field the app chose to bound tighter than the other card texts.
 LONG_TEXT = 20_000
 MEDIUM_TEXT = 4_000
 
@@ -47,7 +49,12 @@ class Character(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="characters"
     )
-    slug = models.SlugField(max_length=80, unique=True, help_text="Used in the character's URL.")
+    slug = models.SlugField(
+        max_length=80,
+        unique=True,
+        validators=[validate_slug_not_reserved],
+        help_text="Used in the character's URL.",
+    )
     name = models.CharField(max_length=100, help_text="The name the character speaks under.")
     nickname = models.CharField(
         max_length=100, blank=True, help_text="Replaces {{char}} in prompts when set."
@@ -64,8 +71,7 @@ class Character(models.Model):
     scenario = _long_text("The situation the story starts in.")
     system_prompt = _long_text("Extra instructions for the model, added to the system message.")
     post_history_instructions = _long_text(
-        "Instructions restated after the history (kept for cards; {{original}} allowed).",
-        MEDIUM_TEXT,
+        "Instructions restated after the history (kept for cards; {{original}} allowed)."
     )
     greeting = _long_text("The character's first message in a new conversation.")
     alternate_greetings = models.JSONField(
@@ -77,7 +83,7 @@ class Character(models.Model):
     group_only_greetings = models.JSONField(
         default=list, blank=True, validators=[validate_string_list]
     )
-    creator_notes = _long_text("Shown to users; never sent to the model.", MEDIUM_TEXT)
+    creator_notes = _long_text("Shown to users; never sent to the model.")
     tags = models.JSONField(
         default=list, blank=True, validators=[validate_string_list], help_text="Short labels."
     )
@@ -152,8 +158,9 @@ class SampleDialogue(models.Model):
         Character, on_delete=models.CASCADE, related_name="sample_dialogues"
     )
     position = models.PositiveSmallIntegerField(default=0, help_text="Lower comes first.")
-    user_line = _long_text("What the user says ({{user}} and {{char}} allowed).", MEDIUM_TEXT)
-    character_line = _long_text("How the character answers.", MEDIUM_TEXT)
+    # Both lines come from a card's mes_example, so they share the card text limit.
+    user_line = _long_text("What the user says ({{user}} and {{char}} allowed).")
+    character_line = _long_text("How the character answers.")
 
     class Meta:
         # Positions are not unique: the admin's inline saves rows one by one, and swapping two
@@ -221,7 +228,7 @@ class Lorebook(models.Model):
 
     character = models.OneToOneField(Character, on_delete=models.CASCADE, related_name="lorebook")
     name = models.CharField(max_length=200, blank=True)
-    description = _long_text("What the book covers (not sent to the model).", MEDIUM_TEXT)
+    description = _long_text("What the book covers (not sent to the model).")
     scan_depth = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
@@ -272,7 +279,7 @@ class LorebookEntry(models.Model):
     insertion_order = models.IntegerField(default=100, help_text="Lower is inserted earlier.")
     priority = models.IntegerField(default=0, help_text="Lower is dropped first at the budget.")
     position = models.CharField(max_length=20, blank=True, choices=LorePosition.choices)
-    comment = _long_text("Notes for authors; never sent.", MEDIUM_TEXT)
+    comment = _long_text("Notes for authors; never sent.")
     extensions = models.JSONField(default=dict, blank=True)
     card_extras = models.JSONField(
         default=dict, blank=True, help_text="Imported entry data the app does not use."

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.db.models import BooleanField, F, Func, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.lookups import Contains
 from django.http import Http404
 
 from characters.models import Character, Persona, Visibility
@@ -17,25 +20,67 @@ SEARCH_MAX_CHARS = 100
 # can hold one there, so text holding NUL matches nothing on every database.
 NUL = "\x00"
 
+# Search folds case in the database, on both sides of the match. SQLite's lower() and LIKE
+# fold only ASCII ("Фэнтези" never met "фэнтези"), so SQLite connections get Python's
+# str.casefold as a SQL function. PostgreSQL's lower() and upper() map every script (by the
+# database's UTF-8 ctype) but it has no casefold() before version 18; lower(upper()) folds
+# both ways, so a final sigma "ς" meets "Σ" and "σ" as it does under casefold.
+SQLITE_CASEFOLD = "companion_casefold"
+
+
+def _casefold(value: object) -> object:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _register_casefold(sender: object, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(SQLITE_CASEFOLD, 1, _casefold, deterministic=True)
+
+
+# Every new connection gets the function. The admin imports this module while apps load, so
+# no connection is older than this line; should one be (this thread's), it gets it here.
+connection_created.connect(_register_casefold, dispatch_uid="characters.casefold")
+for _open in connections.all(initialized_only=True):
+    if _open.connection is not None:
+        _register_casefold(None, _open)
+
+
+class Casefold(Func):
+    """Text with its case folded, for a case-insensitive match in every script."""
+
+    template = "lower(upper(%(expressions)s))"
+    output_field = TextField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = f"{SQLITE_CASEFOLD}(%(expressions)s)"
+        return self.as_sql(compiler, connection, template=template, **extra)
+
+
 # Tags are a JSON list; matching one element (not the serialised list) needs the database's
 # own JSON table function. SQLite stores non-ASCII as \u escapes, so LIKE on the text fails.
 _TAG_MATCH_SQL = {
     "sqlite": (
         'EXISTS (SELECT 1 FROM json_each("characters_character"."tags") AS t '
-        "WHERE t.type = 'text' AND lower(t.value) LIKE %s ESCAPE '\\')"
+        "WHERE t.type = 'text' AND companion_casefold(t.value) LIKE companion_casefold(%s) "
+        "ESCAPE '\\')"
     ),
     "postgresql": (
         "EXISTS (SELECT 1 FROM jsonb_array_elements_text("
         'CASE WHEN jsonb_typeof("characters_character"."tags") = \'array\' '
         'THEN "characters_character"."tags" ELSE \'[]\'::jsonb END) AS t(value) '
-        "WHERE lower(t.value) LIKE %s ESCAPE '\\')"
+        "WHERE lower(upper(t.value)) LIKE lower(upper(%s)) ESCAPE '\\')"
     ),
 }
 
 
 def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    # Case is folded by the SQL, which leaves the escapes and wildcards as they are.
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _name_contains(text: str) -> Q:
+    return Q(Contains(Casefold(F("name")), Casefold(Value(text))))
 
 
 def _tag_contains(text: str) -> Q:
@@ -56,7 +101,7 @@ def character_list_visible_to(*, user: Any, query: str = "") -> QuerySet[Charact
     if NUL in query:
         return Character.objects.none()
     if query:
-        characters = characters.filter(Q(name__icontains=query) | _tag_contains(query))
+        characters = characters.filter(_name_contains(query) | _tag_contains(query))
     return characters.order_by("name", "pk")
 
 

@@ -8,8 +8,12 @@ from PIL import Image
 from characters.cards import png
 from characters.cards.errors import CardError
 
-ALLOWED_IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "GIF"}
+# Pillow names a JPEG that carries more images (a phone photo's depth or gain map) "MPO".
+# Every reader shows it as the JPEG it is, and the card export keeps only the first image.
+ALLOWED_IMAGE_FORMATS = {"PNG", "JPEG", "MPO", "WEBP", "GIF"}
 MAX_IMAGE_PIXELS = 4096 * 4096
+# Slugs that are a fixed page under /characters/: a character with one would be unreachable.
+RESERVED_SLUGS = frozenset({"import"})
 
 
 def _decode(file: File) -> None:  # type: ignore[type-arg]
@@ -54,6 +58,14 @@ def validate_avatar(file: File) -> None:  # type: ignore[type-arg]
         ) from None
     finally:
         file.seek(0)
+
+
+def validate_slug_not_reserved(value: str) -> None:
+    """Refuse a slug whose /characters/<slug>/ URL belongs to a page of the app."""
+    if value in RESERVED_SLUGS:
+        raise ValidationError(
+            f"“{value}” is the address of a page of the site; choose another slug."
+        )
 
 
 def validate_string_list(value: object) -> None:

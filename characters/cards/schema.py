@@ -7,13 +7,18 @@ written back on export.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Field
 
 from characters.cards import fields as f
 from characters.cards.errors import CardError
 from characters.cards.lorebooks import ParsedBook, build_book, parse_book
 from characters.cards.samples import build_mes_example, parse_mes_example
+from characters.models import Character
 
 SPEC_V2 = "chara_card_v2"
 SPEC_V3 = "chara_card_v3"
@@ -98,21 +103,63 @@ def _unwrap(payload: Any) -> tuple[str, dict[str, Any], dict[str, Any], list[str
     return spec, data, top, warnings
 
 
-def _our_settings(extensions: Any) -> dict[str, Any]:
+# Our own extension's keys and the Character column each one sets.
+OUR_SETTINGS = ("tagline", "default_temperature", "default_top_p", "default_max_tokens")
+_OUR_TYPES: dict[str, tuple[type, ...]] = {
+    "tagline": (str,),
+    "default_temperature": (int, float),
+    "default_top_p": (int, float),
+    "default_max_tokens": (int, float),
+}
+
+
+def _our_value(key: str, value: Any) -> Any:
+    """The column value for one key of our extension; ValueError if the model would refuse it."""
+    if isinstance(value, bool) or not isinstance(value, _OUR_TYPES[key]):
+        raise ValueError(key)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(key)
+    if key == "default_max_tokens":
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(key)
+        value = int(value)
+    elif key != "tagline":
+        try:
+            value = float(value)
+        except OverflowError:  # a JSON integer of hundreds of digits
+            raise ValueError(key) from None
+    # The model's own validators are the bounds: a value the card check let through but the
+    # model refused would refuse the whole card over a setting of ours.
+    field = Character._meta.get_field(key)
+    if not isinstance(field, Field):
+        raise ValueError(key)
+    try:
+        field.run_validators(value)
+    except ValidationError:
+        raise ValueError(key) from None
+    return value
+
+
+def _our_settings(extensions: Any) -> tuple[dict[str, Any], list[str]]:
+    """Our extension's settings the model accepts, and a warning for each one it would not."""
     ours = extensions.get(OUR_EXTENSION) if isinstance(extensions, dict) else None
     if not isinstance(ours, dict):
-        return {}
+        return {}, []
     settings: dict[str, Any] = {}
-    if isinstance(ours.get("tagline"), str) and len(ours["tagline"]) <= 200:
-        settings["tagline"] = ours["tagline"]
-    for key in ("default_temperature", "default_top_p"):
-        value = ours.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1:
-            settings[key] = float(value)
-    tokens = ours.get("default_max_tokens")
-    if isinstance(tokens, int) and not isinstance(tokens, bool) and 1 <= tokens <= 2048:
-        settings["default_max_tokens"] = tokens
-    return settings
+    warnings: list[str] = []
+    for key in OUR_SETTINGS:
+        if key not in ours:
+            continue
+        try:
+            settings[key] = _our_value(key, ours[key])
+        except ValueError:
+            shown = repr(ours[key])
+            shown = shown if len(shown) <= 40 else f"{shown[:39]}…"
+            warnings.append(
+                f"extensions.{OUR_EXTENSION}.{key} ({shown}) is not a value this app accepts; "
+                "the default is used."
+            )
+    return settings, warnings
 
 
 def parse_card(payload: Any) -> ParsedCard:
@@ -137,7 +184,9 @@ def parse_card(payload: Any) -> ParsedCard:
         if raw_book is not None:
             warnings.append("The card's lorebook was not an object; it was kept but not used.")
     columns = {COLUMNS[key]: value for key, value in values.items()}
-    columns.update(_our_settings(data.get("extensions")), card_extras=extras)
+    settings, setting_warnings = _our_settings(data.get("extensions"))
+    columns.update(settings, card_extras=extras)
+    warnings.extend(setting_warnings)
     assets = data["assets"] if isinstance(data.get("assets"), list) else []
     return ParsedCard(spec, columns, samples, book, assets, warnings)
 

@@ -28,9 +28,8 @@ from characters.models import (
     SampleDialogue,
     Visibility,
 )
-from characters.validators import MAX_IMAGE_PIXELS, validate_avatar
+from characters.validators import MAX_IMAGE_PIXELS, RESERVED_SLUGS, validate_avatar
 
-RESERVED_SLUGS = frozenset({"import"})
 FALLBACK_NAME = "Imported character"
 AVATAR_SIDES = (1024, 512, 256)
 _EXTENSION = re.compile(r"[A-Za-z0-9]{1,10}")
