@@ -24,7 +24,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import transaction
 from django.db.models import Model
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from conversations.streaming import request_stop
@@ -160,14 +160,31 @@ def _session_making_the_change(user: Any) -> str | None:
     request_user = getattr(request, "user", None)
     if request_user is None or not request_user.is_authenticated or request_user.pk != user.pk:
         return None  # `changepassword`, an admin changing someone else's, a reset link
-    return socket_session_id(getattr(request, "session", None))
+    session = getattr(request, "session", None)
+    if session is not None and SESSION_ID_KEY not in session and session.session_key:
+        # Signed in before sessions carried an id: its sockets know it by the key, which the
+        # change is about to replace; kept as its id, a later sign-out still finds them.
+        session[SESSION_ID_KEY] = session.session_key
+    return socket_session_id(session)
 
 
 @receiver(password_reset)
 def close_all_after_reset(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     # A reset keeps no session signed in (its save kept the one that followed the link, if that
-    # one was the user's own): HTTP-wise that session is signed out too.
-    close_user_sockets(user.pk, _close_message(CLOSE_SIGNED_OUT))
+    # one was the user's own): HTTP-wise that session is signed out too. After the commit, as
+    # every close here.
+    user_id = user.pk
+    transaction.on_commit(lambda: close_user_sockets(user_id, _close_message(CLOSE_SIGNED_OUT)))
+
+
+@receiver(post_delete, sender="conversations.Conversation")
+def close_deleted_conversation(sender: type[Model], instance: Any, **kwargs: Any) -> None:
+    # Every way a conversation goes sends this: its owner's delete, the admin's, the cascade
+    # from deleting its user or its character.
+    owner_id, conversation_id = instance.owner_id, instance.pk
+    transaction.on_commit(
+        lambda: close_conversation(owner_id=owner_id, conversation_id=conversation_id)
+    )
 
 
 def close_conversation(*, owner_id: int, conversation_id: UUID) -> None:

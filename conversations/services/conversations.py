@@ -12,7 +12,6 @@ from conversations.macros import expand
 from conversations.models import Conversation
 from conversations.prompts import DEFAULT_PERSONA_NAME
 from conversations.services.greetings import turns_create_greetings
-from conversations.signout import close_conversation
 
 TITLE_MAX_CHARS = 200
 
@@ -82,11 +81,7 @@ def conversation_create(
 
 def conversation_delete(*, owner: Any, conversation: Conversation) -> None:
     """Delete one of the owner's conversations with all its turns; its running reply stops and
-    its open sockets are closed (in every process) once the delete is committed."""
+    its open sockets are closed (`conversations.signout`, for every way a conversation goes)."""
     if conversation.owner_id != owner.pk:
         raise ConversationNotOwned("No such conversation.")
-    conversation_id = conversation.pk
     conversation.delete()
-    transaction.on_commit(
-        lambda: close_conversation(owner_id=owner.pk, conversation_id=conversation_id)
-    )

@@ -17,6 +17,7 @@ from django.urls import reverse
 from companion.asgi import application
 from conversations.models import Conversation
 from conversations.services.conversations import conversation_create
+from conversations.signout import SESSION_ID_KEY
 from tests.conversations.chat_helpers import (
     ORIGIN,
     collect_until,
@@ -100,6 +101,28 @@ async def test_a_password_change_closes_the_other_sessions_sockets_and_keeps_its
     assert await closed_with(stolen) == 4401
     await still_chatting(mine)
     # The change gave that browser a new session key; its socket is still that session's.
+    assert (await sync_to_async(changing.post)(reverse("account_logout"))).status_code == 302
+    assert await closed_with(mine) == 4401
+
+
+@database_sync_to_async
+def forget_session_id(client):
+    """As a session signed in before sessions carried an id."""
+    session = client.session
+    del session[SESSION_ID_KEY]
+    session.save()
+
+
+async def test_a_session_older_than_its_id_keeps_its_sockets_through_a_password_change(m2her):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+    changing = await signed_in_client(owner)
+    await forget_session_id(changing)
+    mine = await socket_of(changing, conversation)
+
+    assert (await change_password(changing)).status_code == 302
+
+    await still_chatting(mine)
     assert (await sync_to_async(changing.post)(reverse("account_logout"))).status_code == 302
     assert await closed_with(mine) == 4401
 
@@ -277,3 +300,38 @@ async def test_deleting_a_conversation_goes_through_when_the_layer_is_unreachabl
     assert "could not close the sockets of deleted conversation" in caplog.text
     await send(ws, type="sync", after_seq=0)
     assert await closed_with(ws) == 4404
+
+
+async def test_an_admin_deleting_a_conversation_mid_reply_stops_it_and_closes_its_sockets(m2her):
+    owner = await database_sync_to_async(make_user)("alice")
+    admin = await database_sync_to_async(make_user)("root", is_staff=True, is_superuser=True)
+    conversation = await new_conversation(owner)
+    ws, _ = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=60]][[tps=20]] a long one")
+    await collect_until(ws, "reply.delta")
+    client = await signed_in_client(admin)
+
+    url = reverse("admin:conversations_conversation_delete", args=[conversation.pk])
+    response = await sync_to_async(client.post)(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert await closed_with(ws) == 4404
+    await model_stream_closed(m2her.requests[-1])
+
+
+async def test_deleting_a_user_closes_the_sockets_of_their_conversations(m2her):
+    owner = await database_sync_to_async(make_user)("alice")
+    other = await database_sync_to_async(make_user)("bob")
+    admin = await database_sync_to_async(make_user)("root", is_staff=True, is_superuser=True)
+    conversation = await new_conversation(owner)
+    ws, _ = await synced(conversation.pk, owner)
+    bobs, _ = await synced((await new_conversation(other)).pk, other)
+    client = await signed_in_client(admin)
+
+    url = reverse("admin:auth_user_delete", args=[owner.pk])
+    response = await sync_to_async(client.post)(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert await closed_with(ws) == 4404
+    await still_chatting(bobs)
+    await bobs.disconnect()
