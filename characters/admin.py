@@ -28,7 +28,7 @@ from characters.models import Character, Persona, SampleDialogue, Scene
 from characters.selectors import persona_default_for_user
 from conversations.models import Conversation, Turn
 from conversations.prompt_inputs import PREVIEW_USER_TEXT, prompt_preview_for_new_conversation
-from conversations.prompts import build_prompt
+from conversations.prompts import build_prompt, reply_limit
 from conversations.tokens import CALL_OVERHEAD_TOKENS, default_estimator
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -378,6 +378,7 @@ class CharacterAdmin(CardAdminMixin, _CharacterModelAdmin):
         )
         result = build_prompt(spec)
         context = {
+            "reply_limit": reply_limit(spec, result),
             **self.admin_site.each_context(request),
             "title": f"Prompt preview: {character.name}",
             "opts": self.opts,

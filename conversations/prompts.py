@@ -118,12 +118,12 @@ def _system_content(spec: PromptInput, char: str, user: str) -> str:
     )
 
 
-def reply_limit(result: PromptResult, *, context_tokens: int, reply_tokens: int) -> int:
-    """The reply's token limit with this prompt in the window: `reply_tokens`, or what the window
-    has left when the parts that are always kept overflow their share; 0 when fewer than
-    `MIN_REPLY_TOKENS` are left (nothing worth asking for)."""
-    room = min(reply_tokens, context_tokens - result.estimated_tokens)
-    return room if room >= min(MIN_REPLY_TOKENS, reply_tokens) else 0
+def reply_limit(spec: PromptInput, result: PromptResult) -> int:
+    """The reply's token limit with the prompt built from `spec` in the window: its reply length,
+    or what the window has left when the parts that are always kept overflow their share; 0 when
+    fewer than `MIN_REPLY_TOKENS` are left (nothing worth asking for)."""
+    room = min(spec.reply_tokens, spec.context_tokens - result.estimated_tokens)
+    return room if room >= min(MIN_REPLY_TOKENS, spec.reply_tokens) else 0
 
 
 def messages_budget(*, context_tokens: int, reply_tokens: int) -> int:

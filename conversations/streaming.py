@@ -277,9 +277,7 @@ class ReplyRunner:
             raise ValueError("a reply needs a prompt")
         prompt = build_prompt(start.prompt)
         await self._emit("reply.started", turn_id=start.turn_id, name=start.speaker)
-        limit = reply_limit(
-            prompt, context_tokens=start.prompt.context_tokens, reply_tokens=start.params.max_tokens
-        )
+        limit = reply_limit(start.prompt, prompt)
         if not limit:
             # Sent anyway, a strict window refuses it or cuts it short, after retries.
             await self._fail(LLMError(ErrorCode.CONTEXT_TOO_LONG, PROMPT_TOO_LONG, retryable=False))

@@ -419,6 +419,29 @@ def test_prompt_preview_reports_trimmed_samples(creators, alice_admin, settings)
     assert roles_in(response).count("sample_message_user") < 3
 
 
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [(40, None), (580, "the reply is limited to"), (1800, "fails as too long")],
+)
+def test_prompt_preview_says_what_an_over_long_card_does_to_the_reply(
+    creators, alice_admin, bob, settings, words, said
+):
+    settings.M2HER_CONTEXT_TOKENS = 2048
+    alice, _ = creators
+    character = make_character(alice, description=" ".join(["lighthouse"] * words))
+
+    response = alice_admin.get(preview_url(character))
+
+    assert response.status_code == 200
+    notes = [
+        note for note in ("the reply is limited to", "fails as too long") if note in response.text
+    ]
+    assert notes == ([said] if said else [])
+    if said == "the reply is limited to":
+        assert 64 <= response.context["reply_limit"] < 400
+    assert alice_admin.get(preview_url(make_character(bob))).status_code == 404
+
+
 def test_persona_admin_is_for_superusers_only(creators, alice_admin, root, bob):
     persona = make_persona(bob, name="Bob's secret self")
     url = reverse("admin:characters_persona_change", args=[persona.pk])
