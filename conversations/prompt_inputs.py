@@ -66,6 +66,21 @@ def persona_spec(persona: Persona | None) -> PersonaSpec:
     return PersonaSpec(name=persona.name, description=persona.description)
 
 
+def opening_texts(
+    *, character: Character, scene: Scene | None, persona: Persona | None
+) -> list[str]:
+    """A new conversation's opening reply and its swipes, as they are stored: expanded (the
+    history holds no macros). The first may be empty: the character then waits for the user."""
+    # A scene's own opening line sets that scene; the character's generic alternates would not
+    # fit it, so they are offered as swipes only alongside the character's greeting.
+    if scene is not None and scene.opening_line.strip():
+        texts = [scene.opening_line]
+    else:
+        texts = [character.greeting, *character.alternate_greetings]
+    char, user = character.nickname or character.name, persona_spec(persona).name
+    return [expand(text, char=char, user=user) for text in texts if isinstance(text, str)]
+
+
 def scene_spec(scene: Scene | None) -> SceneSpec | None:
     if scene is None:
         return None
@@ -169,14 +184,11 @@ def prompt_preview_for_new_conversation(
     user_text: str = PREVIEW_USER_TEXT,
 ) -> tuple[PromptInput, LoreResult]:
     """The new conversation's prompt input, and the lorebook entries that fired for it."""
-    opening = (scene.opening_line if scene and scene.opening_line else "") or character.greeting
-    user = persona_spec(persona).name
+    opening = opening_texts(character=character, scene=scene, persona=persona)[0]
     history: list[HistoryTurn] = []
     if opening:
-        # Expanded as `conversation_create` stores it: the history holds no macros.
-        opening = expand(opening, char=character.nickname or character.name, user=user)
         history.append(HistoryTurn(role="assistant", content=opening, name=character.name))
-    history.append(HistoryTurn(role="user", content=user_text, name=user))
+    history.append(HistoryTurn(role="user", content=user_text, name=persona_spec(persona).name))
     spec = PromptInput(
         character=character_spec(character),
         persona=persona_spec(persona),

@@ -8,9 +8,8 @@ from django.db import transaction
 
 from characters.models import Character, Persona, Scene
 from conversations.exceptions import ConversationNotOwned, ConversationStartInvalid
-from conversations.macros import expand
 from conversations.models import Conversation
-from conversations.prompts import DEFAULT_PERSONA_NAME
+from conversations.prompt_inputs import opening_texts
 from conversations.services.greetings import turns_create_greetings
 
 TITLE_MAX_CHARS = 200
@@ -27,14 +26,6 @@ def _start_errors(
     if scene is not None and scene.character_id != character.pk:
         errors["scene"] = ["This scene belongs to another character."]
     return errors
-
-
-def _opening_texts(character: Character, scene: Scene | None) -> list[str]:
-    # A scene's own opening line sets that scene; the character's generic alternates would not
-    # fit it, so they are offered as swipes only alongside the character's greeting.
-    if scene is not None and scene.opening_line.strip():
-        return [scene.opening_line]
-    return [character.greeting, *character.alternate_greetings]
 
 
 def conversation_title(character: Character, scene: Scene | None) -> str:
@@ -57,13 +48,7 @@ def conversation_create(
     errors = _start_errors(owner=owner, character=character, persona=persona, scene=scene)
     if errors:
         raise ConversationStartInvalid(errors)
-    char_name = character.nickname or character.name
-    user_name = persona.name if persona is not None else DEFAULT_PERSONA_NAME
-    texts = [
-        expand(text, char=char_name, user=user_name)
-        for text in _opening_texts(character, scene)
-        if isinstance(text, str)
-    ]
+    texts = opening_texts(character=character, scene=scene, persona=persona)
     with transaction.atomic():
         conversation = Conversation(
             owner=owner,

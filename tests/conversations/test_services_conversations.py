@@ -146,3 +146,16 @@ def test_the_prompt_preview_opens_with_what_a_new_conversation_stores(alice, bob
     greeting = Turn.objects.get(conversation=stored, role=Role.ASSISTANT, active=True).content
     assert greeting == "Hi Sam, I'm Ari."
     assert spec.history[0].content == greeting
+
+
+def test_a_blank_scene_opening_previews_as_the_greeting_it_stores(alice, bob):
+    character = make_character(bob, name="Aria", greeting="Hello {{user}}.")
+    scene = character.scenes.get()
+    scene.opening_line = "   "
+    scene.save()
+    stored = conversation_create(owner=alice, character=character, scene=scene)
+
+    spec, _ = prompt_preview_for_new_conversation(character=character, scene=scene)
+
+    greeting = Turn.objects.get(conversation=stored, role=Role.ASSISTANT, active=True).content
+    assert spec.history[0].content == greeting == "Hello User."
