@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from characters.admin_cards import CardAdminMixin, LorebookInline
 from characters.models import Character, Persona, SampleDialogue, Scene
 from characters.selectors import persona_default_for_user
-from conversations.models import Conversation, Turn
+from conversations.models import Conversation
 from conversations.prompt_inputs import PREVIEW_USER_TEXT, prompt_preview_for_new_conversation
 from conversations.prompts import build_prompt, reply_limit
 from conversations.tokens import CALL_OVERHEAD_TOKENS, default_estimator
@@ -348,8 +348,9 @@ class CharacterAdmin(CardAdminMixin, _CharacterModelAdmin):
             )
             # Nothing of the cascade is listed: it would name other users' conversations.
             return [], {}, set(), [reason]
+        # The creator's own conversations go with the character; a creator has no conversation
+        # admin, so Django would otherwise refuse for want of its delete right.
         perms_needed.discard(str(Conversation._meta.verbose_name))
-        perms_needed.discard(str(Turn._meta.verbose_name))
         return to_delete, counts, perms_needed, protected
 
     @admin.display(description="Prompt")

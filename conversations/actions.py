@@ -75,7 +75,7 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
         # A resend of a stored message (a reconnect's outbox) is answered as such whatever the
         # budget: called rate-limited, the page would mark a delivered message as failed.
         if isinstance(message, SendMessage) and await database_sync_to_async(
-            replies.message_stored
+            replies.message_sent_before
         )(conversation_id=conversation_id, client_id=message.client_id):
             raise _duplicate() from None
         raise

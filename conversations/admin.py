@@ -41,6 +41,7 @@ class ConversationAdmin(_ConversationModelAdmin):
         "turn_count",
         "prompt_tokens",
         "completion_tokens",
+        "total_tokens",
         "cost",
         "updated_at",
     )
@@ -70,6 +71,7 @@ class ConversationAdmin(_ConversationModelAdmin):
                 turns_total=Count("turns"),
                 prompt_tokens_total=Sum("turns__prompt_tokens"),
                 completion_tokens_total=Sum("turns__completion_tokens"),
+                total_tokens_total=Sum("turns__total_tokens"),
                 cost_total=Sum("turns__cost_usd"),
             )
         )
@@ -104,6 +106,10 @@ class ConversationAdmin(_ConversationModelAdmin):
     def completion_tokens(self, obj: Any) -> int:
         return int(obj.completion_tokens_total or 0)
 
+    @admin.display(description="Total tokens", ordering="total_tokens_total")
+    def total_tokens(self, obj: Any) -> int:
+        return int(obj.total_tokens_total or 0)
+
     @admin.display(description="Cost (USD)", ordering="cost_total")
     def cost(self, obj: Any) -> str:
         total: Decimal | None = obj.cost_total
@@ -134,6 +140,7 @@ class TurnAdmin(_TurnModelAdmin):
         "active",
         "prompt_tokens",
         "completion_tokens",
+        "total_tokens",
         "cost_usd",
         "error_code",
         "created_at",

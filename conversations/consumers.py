@@ -17,7 +17,15 @@ from conversations.models import Conversation
 from conversations.protocol import ProtocolError, Sync, parse_client_message
 from conversations.selectors import conversation_id_for_user
 from conversations.services.replies import ChatActionError
-from conversations.signout import CloseMessage, closes, socket_session_id, user_group
+from conversations.signout import (
+    CLOSE_NOT_ALLOWED,
+    CLOSE_NOT_FOUND,
+    CLOSE_SIGNED_OUT,
+    CloseMessage,
+    closes,
+    socket_session_id,
+    user_group,
+)
 from conversations.sync import SyncState, sync_state
 
 SNAPSHOT_TIMEOUT = 2.0
@@ -56,10 +64,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=CLOSE_SIGNED_OUT)
             return
         if not user.is_active:
-            await self.close(code=4403)
+            await self.close(code=CLOSE_NOT_ALLOWED)
             return
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         try:
@@ -67,7 +75,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 conversation_id=conversation_id, user=user
             )
         except Http404:
-            await self.close(code=4404)
+            await self.close(code=CLOSE_NOT_FOUND)
             return
         self.user_id = user.pk
         self.buffered = []
@@ -101,7 +109,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except (ProtocolError, ChatActionError) as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
         except Conversation.DoesNotExist:
-            await self.close(code=4404)  # deleted while this socket was open
+            await self.close(code=CLOSE_NOT_FOUND)  # deleted while this socket was open
         except Exception:
             # The socket stays usable, and the client is told; the log has the details.
             log.exception("a frame on conversation %s failed", self.conversation_id)

@@ -118,8 +118,3 @@ def parse_decorators(content: str) -> Decorators:
         scan_depth=min(depths) if depths else None,
         not_applied=tuple(not_applied),
     )
-
-
-def strip_decorators(content: str) -> str:
-    """Drop V3 `@@decorator` lines at the top of an entry's content."""
-    return _decorator_lines(content)[1]

@@ -327,11 +327,7 @@ class ReplyRunner:
         text = storable(completion.text)
         content = start.prefix + _joiner(start.prefix, text) + text
         usage = completion.usage
-        total = usage.total_tokens or (
-            usage.prompt_tokens + usage.completion_tokens
-            if usage.prompt_tokens is not None and usage.completion_tokens is not None
-            else None
-        )
+        total = usage.total
         if usage.prompt_tokens:
             default_estimator.learn(
                 estimated_prompt_tokens=estimated_prompt_tokens,

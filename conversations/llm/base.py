@@ -39,6 +39,15 @@ class Usage:
     # Some final frames report only the total; it is kept as given.
     total_tokens: int | None = None
 
+    @property
+    def total(self) -> int | None:
+        """The total as reported, else the sum of the split when both parts are known."""
+        if self.total_tokens is not None:
+            return self.total_tokens
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return self.prompt_tokens + self.completion_tokens
+
 
 @dataclass(frozen=True)
 class Sensitivity:

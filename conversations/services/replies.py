@@ -255,12 +255,12 @@ def reply_begin_for_message(
             turn_insert(placeholder)
     except ChatActionError:
         # Refused (busy with its own reply, or too many running): a resend is still a resend.
-        existing = _sent_before(conversation_id, client_id)
+        existing = message_sent_before(conversation_id=conversation_id, client_id=client_id)
         if existing is not None:
             return _duplicate(existing)
         raise
     except IntegrityError:
-        existing = _sent_before(conversation_id, client_id)
+        existing = message_sent_before(conversation_id=conversation_id, client_id=client_id)
         if existing is None:
             raise
         return _duplicate(existing)
@@ -275,12 +275,8 @@ def reply_begin_for_message(
     )
 
 
-def message_stored(*, conversation_id: UUID, client_id: UUID) -> bool:
-    """Whether a message with this `client_id` is stored in the conversation."""
-    return Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).exists()
-
-
-def _sent_before(conversation_id: UUID, client_id: UUID) -> Turn | None:
+def message_sent_before(*, conversation_id: UUID, client_id: UUID) -> Turn | None:
+    """The stored message with this `client_id` in the conversation, if any."""
     return Turn.objects.filter(conversation_id=conversation_id, client_id=client_id).first()
 
 

@@ -77,6 +77,20 @@ def test_superuser_sees_every_conversation_with_its_usage(alice, bob, root):
     assert "—" in response.text  # Bob's turns carry no cost yet
 
 
+def test_the_changelist_counts_replies_that_reported_only_a_total(alice, bob, root):
+    chat = make_conversation(alice, title="Native chat", usage=[(None, None, None)])
+    Turn.objects.filter(conversation=chat).update(total_tokens=321)
+    make_conversation(bob, title="Bob's chat", usage=[(800, 50, None)])
+    Turn.objects.filter(conversation__title="Bob's chat").update(total_tokens=850)
+
+    response = logged_in(root).get(CHANGELIST)
+
+    rows = {c.title: c for c in response.context["cl"].result_list}
+    assert rows["Native chat"].total_tokens_total == 321
+    assert rows["Bob's chat"].total_tokens_total == 850
+    assert "Total tokens" in response.text
+
+
 def test_staff_operator_sees_only_their_own_conversations(alice, bob):
     mine = make_conversation(operator(alice), title="Alice's chat", usage=[(10, 5, None)])
     theirs = make_conversation(bob, title="Bob's chat", usage=[(10, 5, None)])

@@ -23,7 +23,7 @@ from conversations.lore import (
     apply_lorebook,
     scan_window,
 )
-from conversations.lore_decorators import parse_decorators, strip_decorators
+from conversations.lore_decorators import parse_decorators
 from conversations.models import Role, Turn
 from conversations.prompt_inputs import (
     conversation_for_prompt,
@@ -231,7 +231,7 @@ def test_decorators_are_stripped_and_activation_decorators_honoured():
     blocked = entry("market", content="@@dont_activate\nblocked")
 
     assert fire([forced, blocked], ["market"]) == ["forced lore"]
-    assert strip_decorators("@@position after_desc\n@@@role user\nbody") == "body"
+    assert parse_decorators("@@position after_desc\n@@@role user\nbody").body == "body"
 
 
 def test_additional_keys_decorators_are_more_primary_keys():
