@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.views.static import serve
@@ -15,8 +17,10 @@ SANDBOX = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; 
 def media(request: HttpRequest, path: str) -> HttpResponse | FileResponse:
     try:
         response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
-    except (OSError, ValueError):
-        # A name the filesystem refuses (too long, a NUL) names no file here.
+    except OSError as exc:
+        # A name the filesystem refuses names no file here; other failures are the server's.
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
         raise Http404(path) from None
     response["Content-Security-Policy"] = SANDBOX
     return response

@@ -214,6 +214,14 @@ def test_an_unpaired_surrogate_escape_is_refused_as_invalid_text(alice_client, a
     assert not Conversation.objects.exists()
 
 
+def test_an_escaped_emoji_is_valid_text(alice_client, alice, bob):
+    theirs = make_character(bob)
+    body = json.dumps({"character": theirs.slug, "note": "\U0001f600"})  # "\\ud83d\\ude00"
+
+    assert "\\ud83d\\ude00" in body
+    assert post_json(alice_client, body).status_code == 201
+
+
 def test_someone_elses_persona_scene_or_private_character_is_refused(alice_client, bob):
     public = make_character(bob)
     secret = make_character(bob, visibility=Visibility.PRIVATE)
