@@ -6,4 +6,6 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from conversations import checks, signout  # noqa: F401  (register checks and receivers)
+        # Registers checks and signal receivers.
+        from conversations import checks, signout  # noqa: F401
+        from conversations.services import usage  # noqa: F401

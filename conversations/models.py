@@ -117,3 +117,28 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}#{self.seq} {self.role}"
+
+
+class UsageCarry(models.Model):
+    """What deleted conversations had used, per owner and month: deleting a chat must not take
+    its tokens and cost out of the owner's (and the operator's) accounts. Written only when
+    conversations are deleted, never per reply."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_carried"
+    )
+    month = models.DateField(help_text="First day of the month (UTC) the replies were made in.")
+    replies = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    unpriced = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=16, decimal_places=8, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "month"], name="usage_carry_owner_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id} {self.month:%Y-%m}"

@@ -14,7 +14,7 @@ from django.db.models.functions import Substr, TruncMonth
 from django.http import Http404
 
 from companion.compiled import Compiled
-from conversations.models import Conversation, Role, Turn
+from conversations.models import Conversation, Role, Turn, UsageCarry
 from conversations.wire import WireTurn, turns_to_wire
 
 SNIPPET_CHARS = 160
@@ -111,45 +111,79 @@ class Usage:
     unpriced: int = 0
 
 
+# Aliases unlike the columns: a filter naming a column would otherwise mean the aggregate.
+_USAGE = {
+    "n_replies": Count(
+        "id",
+        filter=Q(role=Role.ASSISTANT)
+        & (Q(completion_tokens__isnull=False) | Q(total_tokens__isnull=False)),
+    ),
+    "n_unpriced": Count("id", filter=Q(total_tokens__isnull=False, completion_tokens__isnull=True)),
+    "sum_prompt": Sum("prompt_tokens"),
+    "sum_completion": Sum("completion_tokens"),
+    "sum_total": Sum("total_tokens"),
+    "sum_cost": Sum("cost_usd"),
+}
+_CARRIED = {
+    "n_replies": Sum("replies"),
+    "n_unpriced": Sum("unpriced"),
+    "sum_prompt": Sum("prompt_tokens"),
+    "sum_completion": Sum("completion_tokens"),
+    "sum_total": Sum("total_tokens"),
+    "sum_cost": Sum("cost_usd"),
+}
+
+
+def _usage(*totals: dict[str, Any]) -> Usage:
+    def total(name: str) -> Any:
+        return sum((t[name] or 0 for t in totals), start=Decimal(0) if name == "sum_cost" else 0)
+
+    return Usage(
+        replies=total("n_replies"),
+        prompt_tokens=total("sum_prompt"),
+        completion_tokens=total("sum_completion"),
+        total_tokens=total("sum_total"),
+        cost_usd=total("sum_cost"),
+        unpriced=total("n_unpriced"),
+    )
+
+
+def usage_by_month(turns: QuerySet[Turn]) -> list[tuple[dt.date, Usage]]:
+    """The usage of these turns per month (first day, UTC)."""
+    rows = (
+        turns.annotate(month=TruncMonth("created_at"))
+        .values("month")
+        .annotate(**_USAGE)
+        .order_by("month")
+    )
+    return [(_day(row["month"]), _usage(row)) for row in rows]
+
+
+def _day(month: dt.date | dt.datetime) -> dt.date:
+    return month.date() if isinstance(month, dt.datetime) else month
+
+
 def usage_months_for_user(*, user: Any) -> list[dt.date]:
-    """The months (first day, UTC) in which the user's conversations had any turns, newest first."""
+    """The months (first day, UTC) in which the user had replies, newest first: in their
+    conversations, or in conversations they have deleted since."""
     months = (
         Turn.objects.filter(conversation__owner_id=user.pk)
         .annotate(month=TruncMonth("created_at"))
         .values_list("month", flat=True)
         .distinct()
-        .order_by("-month")
     )
-    return [m.date() if isinstance(m, dt.datetime) else m for m in months]
+    carried = UsageCarry.objects.filter(owner_id=user.pk).values_list("month", flat=True)
+    return sorted({_day(m) for m in months} | set(carried), reverse=True)
 
 
 def usage_for_user(*, user: Any, month: dt.date | None = None) -> Usage:
-    """Tokens and cost of all the user's replies (every candidate counts), for a month or ever."""
+    """Tokens and cost of all the user's replies (every candidate counts, those of deleted
+    conversations too), for a month or ever."""
     turns = Turn.objects.filter(conversation__owner_id=user.pk)
+    carried = UsageCarry.objects.filter(owner_id=user.pk)
     if month is not None:
         start = dt.datetime(month.year, month.month, 1, tzinfo=dt.UTC)
         end = dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=dt.UTC)
         turns = turns.filter(created_at__gte=start, created_at__lt=end)
-    # Aliases unlike the columns: a filter naming a column would otherwise mean the aggregate.
-    totals = turns.aggregate(
-        n_replies=Count(
-            "id",
-            filter=Q(role=Role.ASSISTANT)
-            & (Q(completion_tokens__isnull=False) | Q(total_tokens__isnull=False)),
-        ),
-        n_unpriced=Count(
-            "id", filter=Q(total_tokens__isnull=False, completion_tokens__isnull=True)
-        ),
-        sum_prompt=Sum("prompt_tokens"),
-        sum_completion=Sum("completion_tokens"),
-        sum_total=Sum("total_tokens"),
-        sum_cost=Sum("cost_usd"),
-    )
-    return Usage(
-        replies=totals["n_replies"] or 0,
-        prompt_tokens=totals["sum_prompt"] or 0,
-        completion_tokens=totals["sum_completion"] or 0,
-        total_tokens=totals["sum_total"] or 0,
-        cost_usd=totals["sum_cost"] or Decimal(0),
-        unpriced=totals["n_unpriced"] or 0,
-    )
+        carried = carried.filter(month=start.date())
+    return _usage(turns.aggregate(**_USAGE), carried.aggregate(**_CARRIED))

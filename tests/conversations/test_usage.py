@@ -1,0 +1,89 @@
+"""Usage outlives deleted conversations: their tokens and cost stay in the owner's accounts."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from conversations.models import Turn, UsageCarry
+from conversations.selectors import usage_for_user, usage_months_for_user
+from tests.factories import make_character, make_conversation, make_turns, make_user
+
+pytestmark = pytest.mark.django_db
+
+LIST = reverse("conversations:list")
+
+
+def spend(conversation, *usages, created_at=None):
+    """Give the conversation's replies (prompt, completion, total, cost) usages."""
+    replies = [t for t in make_turns(conversation, 2 * len(usages)) if t.role == "assistant"]
+    for reply, (prompt, completion, total, cost) in zip(replies, usages, strict=True):
+        values = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": total,
+            "cost_usd": cost,
+        }
+        if created_at is not None:
+            values["created_at"] = created_at
+        Turn.objects.filter(pk=reply.pk).update(**values)
+
+
+def signed_in(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_deleting_a_conversation_keeps_its_usage_in_the_owners_accounts(alice, bob):
+    chat = make_conversation(alice, make_character(alice, greeting=""))
+    last_year = timezone.now() - dt.timedelta(days=400)
+    spend(chat, (1000, 200, 1200, Decimal("0.00054")), (None, None, 70, None))
+    spend(chat, (10, 5, 15, Decimal("0.00001")), created_at=last_year)
+    kept = make_conversation(alice, make_character(alice, greeting=""))
+    spend(kept, (1, 2, 3, Decimal("0.00000300")))
+    bobs = make_conversation(bob, make_character(bob, greeting=""))
+    spend(bobs, (99, 99, 198, Decimal("0.5")))
+    before = usage_for_user(user=alice)
+    months = usage_months_for_user(user=alice)
+    this_month = months[0]
+    month_before = usage_for_user(user=alice, month=this_month)
+
+    assert signed_in(alice).post(LIST, {"delete": str(chat.pk)}).status_code == 302
+
+    assert usage_for_user(user=alice) == before
+    assert (before.replies, before.total_tokens, before.unpriced) == (4, 1288, 1)
+    assert before.cost_usd == Decimal("0.000553")
+    assert usage_months_for_user(user=alice) == months
+    assert usage_for_user(user=alice, month=this_month) == month_before
+    assert usage_for_user(user=alice, month=months[1]).prompt_tokens == 10
+    assert usage_for_user(user=bob).total_tokens == 198
+
+
+def test_a_character_deleted_with_others_chats_leaves_their_usage(alice, bob, admin_user):
+    character = make_character(alice)
+    bobs = make_conversation(bob, character)
+    spend(bobs, (500, 50, 550, Decimal("0.0002")))
+
+    url = reverse("admin:characters_character_delete", args=[character.pk])
+    assert signed_in(admin_user).post(url, {"post": "yes"}).status_code == 302
+
+    assert usage_for_user(user=bob).total_tokens == 550
+    assert usage_for_user(user=alice).total_tokens == 0
+
+
+def test_a_deleted_account_takes_its_carried_usage_along(alice, bob):
+    chat = make_conversation(alice, make_character(bob, greeting=""))
+    spend(chat, (5, 5, 10, Decimal("0.00001")))
+    chat.delete()
+    assert UsageCarry.objects.filter(owner=alice).exists()
+    other = make_conversation(alice, make_character(bob, greeting=""))
+    spend(other, (5, 5, 10, Decimal("0.00001")))
+
+    alice.delete()
+
+    assert not UsageCarry.objects.exists()
+    assert usage_for_user(user=make_user("fresh")).total_tokens == 0
