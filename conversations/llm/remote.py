@@ -133,31 +133,34 @@ class RemoteBackend:
     ) -> tuple[StreamSession, list[StreamEvent]]:
         prepared = self._prepare(messages) if self._prepare else list(messages)
         body = self.style.body(prepared, self._clamp(params), model=self.model, stream=stream)
-        # Attempts end once the first event is in hand: nothing is retried after a delta.
         token_limits = 0
-        async for attempt in self._retrying():
-            with attempt:
-                client = self._clients.get()
-                try:
-                    request = client.build_request(
-                        "POST", self.url, json=body, headers=self._headers
-                    )
-                except httpx.InvalidURL as exc:
-                    raise LLMError(
-                        ErrorCode.BAD_REQUEST, detail=str(exc), retryable=False
-                    ) from None
-                try:
-                    return await StreamSession.open(
-                        client, request, self.style.decoder(), self._http
-                    )
-                except LLMError as exc:
-                    if exc.provider_code != TOKEN_LIMIT_CODE:
-                        raise
-                    token_limits += 1
-                    if token_limits > 1:
-                        raise _context_too_long(exc) from exc
+
+        async def attempt() -> tuple[StreamSession, list[StreamEvent]]:
+            nonlocal token_limits
+            client = self._clients.get()
+            try:
+                request = client.build_request("POST", self.url, json=body, headers=self._headers)
+            except httpx.InvalidURL as exc:
+                raise LLMError(ErrorCode.BAD_REQUEST, detail=str(exc), retryable=False) from None
+            try:
+                return await StreamSession.open(client, request, self.style.decoder(), self._http)
+            except LLMError as exc:
+                if exc.provider_code != TOKEN_LIMIT_CODE:
                     raise
-        raise AssertionError("tenacity either returns an attempt's result or raises")
+                token_limits += 1
+                if token_limits > 1:
+                    raise _context_too_long(exc) from exc
+                raise
+
+        retrying = self._retrying()
+        try:
+            # Attempts end once the first event is in hand: nothing is retried after a delta.
+            return await retrying(attempt)
+        finally:
+            # Called, not iterated, and reset after: the retry state then leaves no reference
+            # cycle behind, which only the garbage collector's full pass would free (a pause
+            # of every stream at once, its length growing with the replies since the last).
+            retrying.iter_state.reset()
 
     def _retrying(self) -> AsyncRetrying:
         http = self._http

@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import time
@@ -455,3 +456,24 @@ async def test_a_reply_kept_alive_by_comments_alone_ends_at_the_reply_limit():
     assert completion is None
     assert (error.code, error.detail) == (ErrorCode.TIMEOUT, "the reply went on too long")
     assert 1.0 <= elapsed < 3.0
+
+
+async def test_a_reply_leaves_no_retry_state_for_the_garbage_collector(make_backend, fake):
+    backend = make_backend()
+    await run_stream(backend, user_says("[[fail=1]][[overload]] warm up"))
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            _, completion, error = await run_stream(backend, user_says("[[fail=1]][[overload]] x"))
+            assert error is None
+            assert completion.text == "You said: x"
+        gc.collect()
+        kinds = {type(o).__module__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+    assert not {kind for kind in kinds if kind.startswith("tenacity")}
