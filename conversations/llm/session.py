@@ -24,6 +24,7 @@ JSON_BODY_LIMIT = 8 * 1024 * 1024
 # can be reused. A service sends its end at once; one that dawdles only costs this much.
 DRAIN_SECONDS = 0.1
 DRAIN_LIMIT = 64 * 1024
+_CLOSED_STREAM = httpx.ByteStream(b"")
 # What a decoder meets in JSON of an unexpected shape (`choices` that is not a list of objects,
 # a flag type that is not a number): the service's fault, reported as such, never a crash.
 MALFORMED = (AttributeError, TypeError, ValueError, KeyError, IndexError)
@@ -147,6 +148,10 @@ class StreamSession:
                 await self._drain()
         finally:
             await self._response.aclose()
+            # httpx binds a response and its stream to each other; closed, the stream is done
+            # with, and without the cycle the reply's objects go at once rather than in the
+            # garbage collector's next full pass (a pause of every stream at once).
+            self._response.stream = _CLOSED_STREAM
 
     async def _drain(self) -> None:
         """Read the rest of a finished reply's body (usually just the chunked body's last
