@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from characters.management.roles import creator_grant
 from tests.factories import make_user
 
 
@@ -60,3 +61,13 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def creators(alice, bob):
+    """Alice and Bob, both in the Creators group (they author characters in the admin)."""
+    creator_grant(username="alice")
+    creator_grant(username="bob")
+    alice.refresh_from_db()
+    bob.refresh_from_db()
+    return alice, bob

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
-from characters.management.roles import CREATOR_MODELS, CREATORS_GROUP, creator_grant
+from characters.management.roles import CREATOR_MODELS, CREATORS_GROUP
 from characters.models import Character, SampleDialogue, Scene, Visibility
 from conversations.models import Conversation, Turn
 from tests.characters.cards import corpus
@@ -34,15 +34,6 @@ def logged_in(user):
     client = Client()
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def creators(alice, bob):
-    creator_grant(username="alice")
-    creator_grant(username="bob")
-    alice.refresh_from_db()
-    bob.refresh_from_db()
-    return alice, bob
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from django.test import Client
 from django.urls import reverse
 
 from characters.cards.services import character_import_card
-from characters.management.roles import creator_grant
 from characters.models import Lorebook, LorebookEntry
 from conversations.lore import (
     _REGEX_STEP_OVERHEAD,
@@ -544,15 +543,6 @@ def test_conversation_for_prompt_loads_what_the_orm_stores(alice, django_assert_
     assert loaded.character.lorebook.scan_depth == 3
     entries = loaded.character.lorebook.enabled_entries  # type: ignore[attr-defined]
     assert [e.pk for e in entries] == [first.pk, later.pk]
-
-
-@pytest.fixture
-def creators(alice, bob):
-    creator_grant(username="alice")
-    creator_grant(username="bob")
-    alice.refresh_from_db()
-    bob.refresh_from_db()
-    return alice, bob
 
 
 def test_the_admin_preview_shows_the_decorators_not_applied_to_its_owner_only(creators):
