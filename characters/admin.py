@@ -22,8 +22,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.text import normalize_newlines
 
 from characters.admin_cards import CardAdminMixin, LorebookInline
+from characters.admin_fields import CardTextField, card_text_form
 from characters.models import Character, Persona, SampleDialogue, Scene
 from characters.selectors import persona_default_for_user
 from conversations.models import Conversation
@@ -49,41 +51,6 @@ else:
 
 PREVIEW_TEMPLATE = "admin/characters/character/prompt_preview.html"
 NO_SCENE = "none"
-
-
-_LINE_BREAK = re.compile(r"\r\n?")
-
-
-def _unix_lines(text: str) -> str:
-    # Browsers post every line break of a textarea as CRLF, whatever the stored text had.
-    return _LINE_BREAK.sub("\n", text)
-
-
-class CardTextField(forms.CharField):
-    """Card text as the creator wrote it: never stripped, since cards must round-trip.
-
-    Line breaks that only the browser changed (to CRLF) are no change, and a changed text is
-    stored with LF line breaks.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**{**kwargs, "strip": False})
-
-    def to_python(self, value: Any) -> Any:
-        text = super().to_python(value)
-        return _unix_lines(text) if isinstance(text, str) else text
-
-    def validate(self, value: Any) -> None:
-        super().validate(value)
-        # Unstripped, "   " would pass as a required name.
-        if self.required and isinstance(value, str) and not value.strip():
-            raise forms.ValidationError(self.error_messages["required"], code="required")
-
-    def has_changed(self, initial: Any, data: Any) -> bool:
-        if self.disabled:
-            return False
-        shown = self.prepare_value(initial)
-        return _unix_lines(str(shown or "")) != _unix_lines(str(data or ""))
 
 
 class StringListField(CardTextField):
@@ -126,7 +93,7 @@ class TagListField(StringListField):
     unique = True
 
     def join(self, items: list[str]) -> str:
-        return ", ".join(_TAG_SPECIAL.sub(r"\\\1", _unix_lines(item)) for item in items)
+        return ", ".join(_TAG_SPECIAL.sub(r"\\\1", normalize_newlines(item)) for item in items)
 
     def split(self, text: str) -> list[str]:
         items: list[str] = []
@@ -155,7 +122,7 @@ class GreetingListField(StringListField):
     def join(self, items: list[str]) -> str:
         # A `---` line is a common scene break inside a greeting: shown as `\---`, so that
         # saving the page does not cut the greeting in two.
-        return "\n---\n".join(_RULE_LINE.sub(r"\1\\\2", _unix_lines(item)) for item in items)
+        return "\n---\n".join(_RULE_LINE.sub(r"\1\\\2", normalize_newlines(item)) for item in items)
 
     def split(self, text: str) -> list[str]:
         return [_ESCAPED_RULE_LINE.sub(r"\1\2", part) for part in _GREETING_SEPARATOR.split(text)]
@@ -165,7 +132,7 @@ def _keep_untouched_items(items: list[str], stored: list[str]) -> list[str]:
     """Items the creator did not edit keep their stored text (edge whitespace, line breaks)."""
     spare: dict[str, list[str]] = {}
     for original in stored:
-        spare.setdefault(_unix_lines(original).strip(), []).append(original)
+        spare.setdefault(normalize_newlines(original).strip(), []).append(original)
     return [spare[item].pop(0) if spare.get(item) else item for item in items]
 
 
@@ -247,6 +214,7 @@ class OwnerScopedInline(_CharacterInline):
 
 class SampleDialogueInline(OwnerScopedInline, _SampleTabular):
     model = SampleDialogue
+    form = card_text_form(SampleDialogue, ("user_line", "character_line"))
     fields = ("position", "user_line", "character_line")
     ordering = ("position", "id")
     extra = 1
@@ -255,6 +223,7 @@ class SampleDialogueInline(OwnerScopedInline, _SampleTabular):
 
 class SceneInline(OwnerScopedInline, _SceneStacked):
     model = Scene
+    form = card_text_form(Scene, ("name", "description", "opening_line"))
     fields = ("name", "position", "description", "opening_line")
     ordering = ("position", "id")
     extra = 0

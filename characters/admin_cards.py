@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from characters.admin_fields import CardTextField, card_text_form
 from characters.card_forms import card_import_from_request
 from characters.cards.exporting import CONTENT_TYPES, CardFile, card_export
 from characters.cards.lorebooks import too_many_keys
@@ -84,6 +85,7 @@ class LorebookEntryForm(_EntryForm):
             "position",
             "comment",
         )
+        field_classes = dict.fromkeys(("name", "content", "comment"), CardTextField)
 
 
 class LorebookEntryFormSet(_EntryFormSet):
@@ -114,6 +116,7 @@ class LorebookEntryInline(_EntryInline):
 
 @admin.register(Lorebook)
 class LorebookAdmin(_BookAdmin):
+    form = card_text_form(Lorebook, ("name", "description"))
     inlines = [LorebookEntryInline]
     list_display = ("__str__", "character", "recursive_scanning", "token_budget")
     list_select_related = ("character",)
@@ -155,6 +158,7 @@ class LorebookInline(_BookInline):
     """The book's settings on the character page; its entries are edited on the book's page."""
 
     model = Lorebook
+    form = card_text_form(Lorebook, ("name",))
     fields = ("name", "scan_depth", "token_budget", "recursive_scanning")
     extra = 0
     max_num = 1

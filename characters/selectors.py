@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.backends.signals import connection_created
 from django.db.models import BooleanField, F, Func, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.lookups import Contains
@@ -32,17 +31,11 @@ def _casefold(value: object) -> object:
     return value.casefold() if isinstance(value, str) else value
 
 
-def _register_casefold(sender: object, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+def register_casefold(sender: object, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """Give a new SQLite connection the casefold function (connected in the app's `ready`,
+    before any connection is made)."""
     if connection.vendor == "sqlite":
         connection.connection.create_function(SQLITE_CASEFOLD, 1, _casefold, deterministic=True)
-
-
-# Every new connection gets the function. The admin imports this module while apps load, so
-# no connection is older than this line; should one be (this thread's), it gets it here.
-connection_created.connect(_register_casefold, dispatch_uid="characters.casefold")
-for _open in connections.all(initialized_only=True):
-    if _open.connection is not None:
-        _register_casefold(None, _open)
 
 
 class Casefold(Func):

@@ -68,9 +68,16 @@ def validate_slug_not_reserved(value: str) -> None:
         )
 
 
+# As long as the longest card text field (`models.LONG_TEXT`): an alternate greeting is a
+# greeting.
+MAX_ITEM_CHARS = 20_000
+
+
 def validate_string_list(value: object) -> None:
-    """A JSON field that must hold a list of short strings (tags, greetings)."""
+    """A JSON field that must hold a list of strings (tags, greetings, keys)."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValidationError("Expected a list of strings.")
     if len(value) > 100:
         raise ValidationError("At most 100 items.")
+    if any(len(item) > MAX_ITEM_CHARS for item in value):
+        raise ValidationError(f"Each item is at most {MAX_ITEM_CHARS:,} characters.")

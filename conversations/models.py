@@ -121,8 +121,8 @@ class Turn(models.Model):
 
 class UsageCarry(models.Model):
     """What deleted conversations had used, per owner and month: deleting a chat must not take
-    its tokens and cost out of the owner's (and the operator's) accounts. Written only when
-    conversations are deleted, never per reply."""
+    its tokens and cost out of the owner's usage. Written only when conversations are deleted,
+    never per reply."""
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_carried"

@@ -151,7 +151,7 @@ def _usage(*totals: dict[str, Any]) -> Usage:
 def usage_by_month(turns: QuerySet[Turn]) -> list[tuple[dt.date, Usage]]:
     """The usage of these turns per month (first day, UTC)."""
     rows = (
-        turns.annotate(month=TruncMonth("created_at"))
+        turns.annotate(month=TruncMonth("created_at", tzinfo=dt.UTC))
         .values("month")
         .annotate(**_USAGE)
         .order_by("month")
@@ -168,7 +168,7 @@ def usage_months_for_user(*, user: Any) -> list[dt.date]:
     conversations, or in conversations they have deleted since."""
     months = (
         Turn.objects.filter(conversation__owner_id=user.pk)
-        .annotate(month=TruncMonth("created_at"))
+        .annotate(month=TruncMonth("created_at", tzinfo=dt.UTC))
         .values_list("month", flat=True)
         .distinct()
     )

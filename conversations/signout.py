@@ -10,12 +10,9 @@ close wakes the few sockets of one user.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypedDict
 from uuid import UUID
 
@@ -96,24 +93,10 @@ def _close_message(
     return message
 
 
-def _from_sync(function: Callable[..., Awaitable[None]], *args: Any) -> None:
-    """Run `function` to its end from sync code: these closes follow saves and deletes, which
-    run wherever the ORM does, a thread that drives an event loop of its own included (a sync
-    API built on one), where `async_to_sync` cannot run."""
-    call = async_to_sync(function)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        call(*args)
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(call, *args).result()
-
-
 def close_user_sockets(user_id: int, message: CloseMessage) -> None:
     """Tell every process; the HTTP action that asked goes through even when this cannot."""
     try:
-        _from_sync(get_channel_layer().group_send, user_group(user_id), message)
+        async_to_sync(get_channel_layer().group_send)(user_group(user_id), message)
     except Exception:
         # Sessions are checked again when a socket connects: these sockets are the only ones
         # left on the old terms, until they close or the layer comes back.
@@ -206,7 +189,7 @@ def close_deleted_conversation(sender: type[Model], instance: Any, **kwargs: Any
 
 def close_conversation(*, owner_id: int, conversation_id: UUID) -> None:
     """A deleted conversation: its reply stops and its sockets close with 4404, in every process."""
-    _from_sync(_close_conversation, owner_id, conversation_id)
+    async_to_sync(_close_conversation)(owner_id, conversation_id)
 
 
 async def _close_conversation(owner_id: int, conversation_id: UUID) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -188,3 +189,41 @@ def test_greetings_shown_and_posted_back_by_a_browser_read_back_the_same(greetin
     read_back = field.clean(_browser(field.prepare_value(greetings)))
 
     assert read_back == [_lf(g) for g in greetings if _lf(g)]
+
+
+ROWS_CARD = {
+    "mes_example": "<START>\n{{user}}: Hi\n{{char}}: *waves*\n\nHello there.",
+    "character_book": {
+        "entries": [
+            {
+                "keys": ["war"],
+                "content": "Line one.\n\nLine two.\n",
+                "comment": " note ",
+                "extensions": {},
+                "enabled": True,
+                "insertion_order": 1,
+                "use_regex": False,
+            }
+        ],
+        "extensions": {},
+    },
+}
+
+
+def test_unedited_rows_survive_a_save_of_the_character_and_of_its_lorebook(alice, bob):
+    client = creator_client(alice)
+    character = import_card(alice, ROWS_CARD)
+    before = card_object(character)["data"]
+    book_url = reverse("admin:characters_lorebook_change", args=[character.lorebook.pk])
+
+    saved = client.post(change_url(character), browser_post_data(client.get(change_url(character))))
+    book_saved = client.post(book_url, browser_post_data(client.get(book_url)))
+
+    assert (saved.status_code, book_saved.status_code) == (302, 302)
+    character.refresh_from_db()
+    after = card_object(character)["data"]
+    assert after["mes_example"] == before["mes_example"]
+    entry = character.lorebook.entries.get()
+    assert (entry.content, entry.comment) == ("Line one.\n\nLine two.\n", " note ")
+    assert after["character_book"] == before["character_book"]
+    assert creator_client(bob).get(book_url).status_code in (302, 403, 404)

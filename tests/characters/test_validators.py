@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from characters.validators import validate_avatar
+from characters.validators import MAX_ITEM_CHARS, validate_avatar, validate_string_list
 from tests.characters.cards import corpus
 
 
@@ -52,3 +52,9 @@ def test_a_file_over_the_byte_limit_is_refused_unread(settings):
 
     with pytest.raises(ValidationError, match="too large"):
         validate_avatar(image_file("BMP"))
+
+
+def test_a_list_item_longer_than_a_card_text_field_is_refused():
+    validate_string_list(["x" * MAX_ITEM_CHARS, "tag"])
+    with pytest.raises(ValidationError, match="at most 20,000 characters"):
+        validate_string_list(["short", "x" * (MAX_ITEM_CHARS + 1)])

@@ -87,3 +87,21 @@ def test_a_deleted_account_takes_its_carried_usage_along(alice, bob):
 
     assert not UsageCarry.objects.exists()
     assert usage_for_user(user=make_user("fresh")).total_tokens == 0
+
+
+@pytest.mark.parametrize("how", ["instance", "queryset"])
+def test_deleting_a_creators_account_keeps_the_usage_of_others_chats_with_their_characters(
+    alice, bob, how
+):
+    mine = make_conversation(alice, make_character(bob, greeting=""))
+    spend(mine, (5, 5, 10, Decimal("0.00001")))
+    theirs = make_conversation(bob, make_character(alice, greeting=""))
+    spend(theirs, (500, 50, 550, Decimal("0.0002")))
+
+    if how == "instance":
+        alice.delete()
+    else:
+        type(alice).objects.filter(pk=alice.pk).delete()
+
+    assert usage_for_user(user=bob).total_tokens == 550
+    assert not UsageCarry.objects.filter(owner_id=alice.pk).exists()
