@@ -28,8 +28,8 @@ def change_url(character: Character) -> str:
     return reverse("admin:characters_character_change", args=[character.pk])
 
 
-def import_card(owner: AbstractUser, data: dict[str, Any]) -> Character:
-    """A character imported from a V3 card whose `data` is `data` over empty defaults."""
+def card_json(data: dict[str, Any]) -> bytes:
+    """A V3 card as JSON whose `data` is `data` over empty defaults."""
     card = {
         "spec": "chara_card_v3",
         "spec_version": "3.0",
@@ -52,8 +52,12 @@ def import_card(owner: AbstractUser, data: dict[str, Any]) -> Character:
             **data,
         },
     }
-    encoded = json.dumps(card).encode()
-    return character_import_card(owner=owner, data=encoded, filename="c.json").character
+    return json.dumps(card).encode()
+
+
+def import_card(owner: AbstractUser, data: dict[str, Any]) -> Character:
+    """A character imported from `card_json(data)`."""
+    return character_import_card(owner=owner, data=card_json(data), filename="c.json").character
 
 
 def _add_fields(form: forms.BaseForm, data: dict[str, str]) -> None:

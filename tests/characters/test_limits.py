@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from characters.cards.errors import CardError
 from characters.cards.exporting import card_object
 from characters.cards.services import character_import_card
 from characters.models import LONG_TEXT, Character
+from tests.characters.adminpost import card_json
 from tests.factories import make_user
 
 
@@ -18,29 +17,8 @@ def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
 
 
-def _card(**data):
-    base = {
-        "name": "Mira",
-        "description": "",
-        "personality": "",
-        "scenario": "",
-        "first_mes": "",
-        "mes_example": "",
-        "creator_notes": "",
-        "system_prompt": "",
-        "post_history_instructions": "",
-        "alternate_greetings": [],
-        "tags": [],
-        "creator": "",
-        "character_version": "",
-        "extensions": {},
-    }
-    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {**base, **data}}
-    return json.dumps(card).encode()
-
-
 def _import(owner, **data):
-    return character_import_card(owner=owner, data=_card(**data), filename="c.json")
+    return character_import_card(owner=owner, data=card_json(data), filename="c.json")
 
 
 @pytest.mark.parametrize("key", ["creator_notes", "post_history_instructions", "system_prompt"])
