@@ -38,6 +38,9 @@ PROMPT_TOO_LONG = (
 )
 
 _runners: dict[UUID, ReplyRunner] = {}
+# Set once the server has begun to stop: a reply asked for from then on is not started (the
+# process would end with it "streaming"), it is stored as interrupted at once.
+_closing = False
 
 
 def control_group(conversation_id: UUID) -> str:
@@ -87,12 +90,24 @@ def running_reply(conversation_id: UUID) -> ReplyRunner | None:
 async def interrupt_replies(grace: float) -> None:
     """The server is shutting down: each reply of this process ends `interrupted`, keeping the
     text sent so far. Left running, its turn would stay "streaming" with nobody writing it, and
-    its conversation busy until the stale limit."""
-    tasks = [r.task for r in _runners.values() if r.task is not None and not r.task.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=grace)
+    its conversation busy until the stale limit. Sockets stay open meanwhile, and a reply asked
+    for in the grace period is stored as interrupted too, and waited for."""
+    global _closing
+    _closing = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    cancelled: set[asyncio.Task[None]] = set()
+    while True:
+        running = {r.task: r for r in _runners.values() if r.task is not None and not r.task.done()}
+        if not running or loop.time() >= deadline:
+            return
+        for task, runner in running.items():
+            # One cancel each: a second would cut short the recording the first one began.
+            # A reply started while closing records itself, and has nothing to cancel.
+            if task not in cancelled and not runner.closing:
+                task.cancel()
+                cancelled.add(task)
+        await asyncio.wait(set(running), timeout=deadline - loop.time())
 
 
 def _joiner(prefix: str, text: str) -> str:
@@ -110,6 +125,7 @@ class ReplyRunner:
         self.start = start
         self.backend = backend
         self.task: asyncio.Task[None] | None = None
+        self.closing = _closing  # asked for while the server stops: not started
         self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
         self.sent = start.prefix  # the text clients have been sent
         # The seq of the last event that changed `sent`. A snapshot carries this one, not
@@ -135,6 +151,9 @@ class ReplyRunner:
         self._completion: Completion | None = None
 
     async def run(self) -> None:
+        if self.closing:
+            await self._finish_interrupted()
+            return
         layer = get_channel_layer()
         group = control_group(self.start.conversation_id)
         control: str | None = None

@@ -310,3 +310,37 @@ async def test_a_long_card_leaves_the_reply_what_the_window_has_left(m2her, sett
     assert roomy == 400
     await ws.disconnect()
     await theirs.disconnect()
+
+
+async def test_a_message_sent_while_the_server_stops_is_stored_and_its_reply_interrupted(
+    m2her, conversation, owner, monkeypatch
+):
+    monkeypatch.setattr(streaming, "_closing", False)  # put back for the next tests
+    other = await database_sync_to_async(make_user)("stopping-server-bob")
+    theirs = await database_sync_to_async(conversation_create)(
+        owner=other, character=await database_sync_to_async(make_character)(), persona=None
+    )
+    ws, _ = await synced(conversation.pk, owner)
+    late, _ = await synced(theirs.pk, other)
+    await send_message(ws, "[[words=200]][[tps=20]] a long story")
+    await collect_until(ws, "reply.delta")
+
+    stopping = asyncio.create_task(streaming.interrupt_replies(grace=5))
+    await collect_until(ws, "reply.failed")
+    # The sockets are still open while the server waits for its replies: a message comes in.
+    await send_message(late, "[[words=5]] are you there?")
+    failed = (await collect_until(late, "reply.failed"))[-1]
+    await asyncio.wait_for(stopping, timeout=5)
+
+    assert failed["error"]["code"] == "interrupted"
+    assert failed["error"]["retryable"]
+    assert len(m2her.requests) == 1  # the model was not asked for the late one
+    turns = await stored_turns(theirs)
+    assert [(role, status) for role, _, status in turns][-2:] == [
+        ("user", "complete"),
+        ("assistant", "failed"),
+    ]
+    assert turns[-2][1].endswith("are you there?")  # nothing the user sent is lost
+    assert not any(status == "streaming" for _, _, status in await stored_turns(conversation))
+    await ws.disconnect()
+    await late.disconnect()
