@@ -400,3 +400,26 @@ def test_an_entry_scanning_deeper_than_its_book_still_sees_its_keys(conversation
     start = send(conversation, "And then?")
 
     assert prompt_of(start).lore == ("The lighthouse.",)
+
+
+def test_a_start_that_breaks_after_storing_fails_its_placeholder_and_frees_the_conversation(
+    conversation,
+):
+    book = Lorebook.objects.create(character=conversation.character)
+    entry = LorebookEntry.objects.create(lorebook=book, keys=["rain"], content="It rains.")
+    # Stored by something other than this app (a hand-edited row, an old import): keys that
+    # are not a list. Reading them breaks the prompt, after the message is stored.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE characters_lorebookentry SET keys = %s WHERE id = %s", ["5", entry.pk]
+        )
+
+    with pytest.raises(TypeError):  # reported to the client as a server error
+        send(conversation, "Is it raining?")
+
+    placeholder, user_turn = Turn.objects.filter(conversation=conversation).order_by("-seq")[:2]
+    assert (user_turn.role, user_turn.content) == ("user", "Is it raining?")  # nothing lost
+    assert (placeholder.role, placeholder.status) == ("assistant", TurnStatus.FAILED)
+    assert placeholder.error_code == "upstream_unavailable"
+    LorebookEntry.objects.filter(pk=entry.pk).update(keys=["rain"])
+    assert send(conversation, "And now?").prompt is not None  # not held busy
