@@ -16,6 +16,10 @@ def test_chinese_text_is_about_one_and_a_half_characters_a_token():
     assert raw_estimate("鲁迅原名周树人") == 7 / 1.5
 
 
+def test_accented_latin_text_is_counted_as_latin():
+    assert raw_estimate("déjà vu, café") == len("déjà vu, café") / 4
+
+
 def test_mixed_text_counts_each_script_at_its_own_rate():
     assert raw_estimate("鲁迅 said hi") == 2 / 1.5 + len(" said hi") / 4
 
