@@ -1,15 +1,19 @@
 """Usage outlives deleted conversations: their tokens and cost stay in the owner's accounts."""
 
 import datetime as dt
+import threading
+import time
 from decimal import Decimal
 
 import pytest
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations.models import Turn, UsageCarry
+from conversations.models import Conversation, Turn, UsageCarry
 from conversations.selectors import usage_for_user, usage_months_for_user
+from conversations.services.conversations import conversation_delete
 from tests.factories import make_character, make_conversation, make_turns, make_user
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +109,49 @@ def test_deleting_a_creators_account_keeps_the_usage_of_others_chats_with_their_
 
     assert usage_for_user(user=bob).total_tokens == 550
     assert not UsageCarry.objects.filter(owner_id=alice.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_deletes_of_one_conversation_at_once_carry_its_usage_once(alice):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: the two deletes cannot overlap there")
+    chat = make_conversation(alice, make_character(alice, greeting=""))
+    spend(chat, (1000, 200, 1200, Decimal("0.5")))
+    # Two tabs' requests, each with its own read of the row.
+    mine, theirs = Conversation.objects.get(pk=chat.pk), Conversation.objects.get(pk=chat.pk)
+    deleted, may_commit = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    first = threading.Thread(
+        target=_delete, args=(mine, errors), kwargs={"hold": (deleted, may_commit)}
+    )
+    first.start()
+    assert deleted.wait(5)
+    # The first has deleted but not committed; the second now waits for its lock, and when it
+    # gets it, the row is gone.
+    second = threading.Thread(target=_delete, args=(theirs, errors))
+    second.start()
+    time.sleep(0.3)
+    may_commit.set()
+    first.join(5)
+    second.join(5)
+
+    assert not errors
+    assert not Conversation.objects.filter(pk=chat.pk).exists()
+    carried = UsageCarry.objects.get(owner=alice)
+    assert (carried.replies, carried.total_tokens, carried.cost_usd) == (1, 1200, Decimal("0.5"))
+
+
+def _delete(conversation, errors, *, hold=None):
+    """Delete as the list page does, in a thread of its own; with `hold` (two events), set the
+    first once deleted and wait for the second before committing."""
+    try:
+        with transaction.atomic():
+            conversation_delete(owner=conversation.owner, conversation=conversation)
+            if hold is not None:
+                hold[0].set()
+                hold[1].wait(5)
+    except Exception as exc:  # reported by the test, not lost with the thread
+        errors.append(exc)
+    finally:
+        connections.close_all()
