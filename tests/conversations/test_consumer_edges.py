@@ -293,10 +293,7 @@ async def test_a_card_too_long_for_the_window_fails_before_anything_is_sent(m2he
 async def test_a_long_card_leaves_the_reply_what_the_window_has_left(m2her, settings, owner):
     settings.M2HER_CONTEXT_TOKENS = 2048
     conversation = await database_sync_to_async(_conversation_with_description)(owner, 580)
-    other = await database_sync_to_async(make_user)("short-card-owner")
-    plain = await database_sync_to_async(conversation_create)(
-        owner=other, character=await database_sync_to_async(make_character)(), persona=None
-    )
+    other, plain = await _another_users_conversation("short-card-owner")
     ws, _ = await synced(conversation.pk, owner)
     theirs, _ = await synced(plain.pk, other)
 
@@ -316,10 +313,7 @@ async def test_a_message_sent_while_the_server_stops_is_stored_and_its_reply_int
     m2her, conversation, owner, monkeypatch
 ):
     monkeypatch.setattr(streaming, "_closing", False)  # put back for the next tests
-    other = await database_sync_to_async(make_user)("stopping-server-bob")
-    theirs = await database_sync_to_async(conversation_create)(
-        owner=other, character=await database_sync_to_async(make_character)(), persona=None
-    )
+    other, theirs = await _another_users_conversation("stopping-server-bob")
     ws, _ = await synced(conversation.pk, owner)
     late, _ = await synced(theirs.pk, other)
     await send_message(ws, "[[words=200]][[tps=20]] a long story")
@@ -344,3 +338,10 @@ async def test_a_message_sent_while_the_server_stops_is_stored_and_its_reply_int
     assert not any(status == "streaming" for _, _, status in await stored_turns(conversation))
     await ws.disconnect()
     await late.disconnect()
+
+
+@database_sync_to_async
+def _another_users_conversation(username):
+    """A second user, and their conversation with a plain character."""
+    user = make_user(username)
+    return user, conversation_create(owner=user, character=make_character(), persona=None)
