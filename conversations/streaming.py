@@ -41,6 +41,7 @@ _runners: dict[UUID, ReplyRunner] = {}
 # Set once the server has begun to stop: a reply asked for from then on is not started (the
 # process would end with it "streaming"), it is stored as interrupted at once.
 _closing = False
+RESTARTING = "The server is restarting. Try again in a moment."
 
 
 def control_group(conversation_id: UUID) -> str:
@@ -102,9 +103,12 @@ async def interrupt_replies(grace: float) -> None:
         if not running or loop.time() >= deadline:
             return
         for task, runner in running.items():
-            # One cancel each: a second would cut short the recording the first one began.
-            # A reply started while closing records itself, and has nothing to cancel.
-            if task not in cancelled and not runner.closing:
+            if not runner.started:
+                # A task cancelled before its first step never runs its code, recording
+                # included: told instead, it records itself when it starts.
+                runner.closing = True
+            elif task not in cancelled and not runner.closing:
+                # Once: a second cancel would cut short the recording the first one began.
                 task.cancel()
                 cancelled.add(task)
         await asyncio.wait(set(running), timeout=deadline - loop.time())
@@ -126,6 +130,7 @@ class ReplyRunner:
         self.backend = backend
         self.task: asyncio.Task[None] | None = None
         self.closing = _closing  # asked for while the server stops: not started
+        self.started = False  # whether its task has begun (a cancel before then is lost)
         self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
         self.sent = start.prefix  # the text clients have been sent
         # The seq of the last event that changed `sent`. A snapshot carries this one, not
@@ -151,24 +156,28 @@ class ReplyRunner:
         self._completion: Completion | None = None
 
     async def run(self) -> None:
+        self.started = True
         if self.closing:
-            await self._finish_interrupted()
+            await self._finish_interrupted(RESTARTING)
             return
         layer = get_channel_layer()
         group = control_group(self.start.conversation_id)
         control: str | None = None
         listener: asyncio.Task[None] | None = None
+        keep_alive: asyncio.Task[None] | None = None
         try:
-            control = await layer.new_channel("reply.")
-            await layer.group_add(group, control)
-            listener = asyncio.create_task(self._listen(control))
-        except Exception:
-            # The reply runs all the same: a stop from this process reaches it directly
-            # (`request_stop`); only other processes' stops and snapshots miss it.
-            log.exception("reply %s: could not join its control group", self.start.turn_id)
-            control = None
-        keep_alive = asyncio.create_task(self._keep_alive())
-        try:
+            # Inside the `try`: with a shared layer these are round trips, and a server stopping
+            # meanwhile must still find the reply recorded.
+            try:
+                control = await layer.new_channel("reply.")
+                await layer.group_add(group, control)
+                listener = asyncio.create_task(self._listen(control))
+            except Exception:
+                # The reply runs all the same: a stop from this process reaches it directly
+                # (`request_stop`); only other processes' stops and snapshots miss it.
+                log.exception("reply %s: could not join its control group", self.start.turn_id)
+                control = None
+            keep_alive = asyncio.create_task(self._keep_alive())
             await self._generate()
         except asyncio.CancelledError:
             # Recorded at once (a stopping server gives it seconds, not more); a reply already
@@ -186,7 +195,8 @@ class ReplyRunner:
         finally:
             if listener is not None:
                 listener.cancel()
-            keep_alive.cancel()
+            if keep_alive is not None:
+                keep_alive.cancel()
             if control is not None:
                 try:
                     await layer.group_discard(group, control)
@@ -433,12 +443,12 @@ class ReplyRunner:
             ],
         )
 
-    async def _finish_interrupted(self) -> None:
+    async def _finish_interrupted(
+        self, message: str = "The server stopped while writing this reply."
+    ) -> None:
         self._pending.clear()
         try:
-            await self._record_failure(
-                "interrupted", "The server stopped while writing this reply.", retryable=True
-            )
+            await self._record_failure("interrupted", message, retryable=True)
         except Exception:
             log.exception("could not record interrupted reply %s", self.start.turn_id)
 

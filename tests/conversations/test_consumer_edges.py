@@ -340,6 +340,56 @@ async def test_a_message_sent_while_the_server_stops_is_stored_and_its_reply_int
     await late.disconnect()
 
 
+async def _begun(conversation):
+    """A reply stored as asked for (its message and placeholder), its runner not yet made."""
+    return await database_sync_to_async(reply_begin_for_message)(
+        conversation_id=conversation.pk,
+        user_id=conversation.owner_id,
+        client_id=uuid.uuid4(),
+        text="[[words=50]] hello?",
+    )
+
+
+async def test_a_reply_whose_task_has_not_run_when_the_server_stops_is_recorded(
+    m2her, conversation, monkeypatch
+):
+    monkeypatch.setattr(streaming, "_closing", False)  # put back for the next tests
+    runner = streaming.start_reply(await _begun(conversation), get_backend())
+
+    # In the same turn of the loop: its task exists but has not taken a step (a cancel now
+    # would end it before any of its code ran).
+    await streaming.interrupt_replies(grace=5)
+
+    assert runner.task is not None
+    assert runner.task.done()  # waited for
+    assert [(role, status) for role, _, status in await stored_turns(conversation)][-1] == (
+        "assistant",
+        "failed",
+    )
+    assert not m2her.requests
+
+
+async def test_a_reply_stopped_while_it_joins_its_control_group_is_recorded(
+    m2her, conversation, settings, monkeypatch
+):
+    monkeypatch.setattr(streaming, "_closing", False)  # put back for the next tests
+    # A shared layer (as Redis is) whose new channel is a round trip.
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_fanout.FlakySharedLayer"}
+    }
+    runner = streaming.start_reply(await _begun(conversation), get_backend())
+    await asyncio.sleep(0)  # its first step: it now waits on the layer
+    assert runner.started
+
+    await streaming.interrupt_replies(grace=5)
+
+    assert [(role, status) for role, _, status in await stored_turns(conversation)][-1] == (
+        "assistant",
+        "failed",
+    )
+    assert not m2her.requests
+
+
 @database_sync_to_async
 def _another_users_conversation(username):
     """A second user, and their conversation with a plain character."""
