@@ -8,13 +8,13 @@ from django.contrib.sessions.models import Session
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
 from characters.management.roles import CREATOR_MODELS, CREATORS_GROUP
 from characters.models import Character, SampleDialogue, Scene, Visibility
 from conversations.models import Conversation, Turn
+from tests.admin_pages import logged_in, view_on_site_url
 from tests.characters.cards import corpus
 from tests.factories import make_character, make_conversation, make_persona, make_user
 
@@ -28,12 +28,6 @@ def change_url(character):
 
 def preview_url(character):
     return reverse("admin:characters_character_prompt_preview", args=[character.pk])
-
-
-def logged_in(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -493,13 +487,6 @@ def test_deleting_a_scene_inline_keeps_other_scenes(creators, alice_admin):
 
 def delete_url(character):
     return reverse("admin:characters_character_delete", args=[character.pk])
-
-
-def view_on_site_url(obj):
-    return reverse(
-        "admin:view_on_site",
-        kwargs={"content_type_id": ContentType.objects.get_for_model(obj).pk, "object_id": obj.pk},
-    )
 
 
 def test_creator_deletes_own_character_with_own_test_chats(creators, alice_admin):

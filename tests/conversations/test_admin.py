@@ -5,21 +5,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.test import Client
 from django.urls import reverse
 
 from characters.management.roles import creator_grant
 from conversations.models import Conversation, Role, Turn
+from tests.admin_pages import logged_in, view_on_site_url
 from tests.factories import make_character, make_user
 
 CHANGELIST = reverse("admin:conversations_conversation_changelist")
 TURNS = reverse("admin:conversations_turn_changelist")
-
-
-def logged_in(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def make_conversation(owner, *, title, usage=()):
@@ -167,13 +161,6 @@ def test_conversation_page_links_to_its_turns(alice, bob, root):
 
 def delete_url(conversation):
     return reverse("admin:conversations_conversation_delete", args=[conversation.pk])
-
-
-def view_on_site_url(obj):
-    return reverse(
-        "admin:view_on_site",
-        kwargs={"content_type_id": ContentType.objects.get_for_model(obj).pk, "object_id": obj.pk},
-    )
 
 
 def test_superuser_deletes_a_conversation_with_its_turns(alice, root):

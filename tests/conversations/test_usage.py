@@ -7,13 +7,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, connections, transaction
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from conversations.models import Conversation, Turn, UsageCarry
 from conversations.selectors import usage_for_user, usage_months_for_user
 from conversations.services.conversations import conversation_delete
+from tests.admin_pages import logged_in
 from tests.factories import make_character, make_conversation, make_turns, make_user
 
 pytestmark = pytest.mark.django_db
@@ -36,12 +36,6 @@ def spend(conversation, *usages, created_at=None):
         Turn.objects.filter(pk=reply.pk).update(**values)
 
 
-def signed_in(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_deleting_a_conversation_keeps_its_usage_in_the_owners_accounts(alice, bob):
     chat = make_conversation(alice, make_character(alice, greeting=""))
     last_year = timezone.now() - dt.timedelta(days=400)
@@ -56,7 +50,7 @@ def test_deleting_a_conversation_keeps_its_usage_in_the_owners_accounts(alice, b
     this_month = months[0]
     month_before = usage_for_user(user=alice, month=this_month)
 
-    assert signed_in(alice).post(LIST, {"delete": str(chat.pk)}).status_code == 302
+    assert logged_in(alice).post(LIST, {"delete": str(chat.pk)}).status_code == 302
 
     assert usage_for_user(user=alice) == before
     assert (before.replies, before.total_tokens, before.unpriced) == (4, 1288, 1)
@@ -73,7 +67,7 @@ def test_a_character_deleted_with_others_chats_leaves_their_usage(alice, bob, ad
     spend(bobs, (500, 50, 550, Decimal("0.0002")))
 
     url = reverse("admin:characters_character_delete", args=[character.pk])
-    assert signed_in(admin_user).post(url, {"post": "yes"}).status_code == 302
+    assert logged_in(admin_user).post(url, {"post": "yes"}).status_code == 302
 
     assert usage_for_user(user=bob).total_tokens == 550
     assert usage_for_user(user=alice).total_tokens == 0
