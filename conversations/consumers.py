@@ -10,15 +10,14 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.http import Http404
 
 from conversations import actions, fanout, streaming
+from conversations.admission import conversation_id_for_socket
+from conversations.exceptions import SocketRefused
 from conversations.models import Conversation
 from conversations.protocol import ProtocolError, Sync, parse_client_message
-from conversations.selectors import conversation_id_for_user
 from conversations.services.replies import ChatActionError
 from conversations.signout import (
-    CLOSE_NOT_ALLOWED,
     CLOSE_NOT_FOUND,
     CLOSE_SIGNED_OUT,
     CloseMessage,
@@ -66,27 +65,30 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_SIGNED_OUT)
             return
-        if not user.is_active:
-            await self.close(code=CLOSE_NOT_ALLOWED)
-            return
-        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        session = self.scope.get("session")
+        self.session_id = socket_session_id(session)
+        # Joined before anything is checked: a close sent from now on reaches this socket, and
+        # one sent since the handshake resolved the user is read from the database below.
+        self.revocation_group = user_group(user.pk)
+        await self.channel_layer.group_add(self.revocation_group, self.channel_name)
         try:
-            self.conversation_id = await database_sync_to_async(conversation_id_for_user)(
-                conversation_id=conversation_id, user=user
+            self.conversation_id = await database_sync_to_async(conversation_id_for_socket)(
+                conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
+                user_id=user.pk,
+                session_key=getattr(session, "session_key", None),
             )
-        except Http404:
-            await self.close(code=CLOSE_NOT_FOUND)
+        except SocketRefused as refused:
+            await self.close(code=refused.code)
             return
         self.user_id = user.pk
         self.buffered = []
         await fanout.subscribe(self.conversation_id, self)
-        self.session_id = socket_session_id(self.scope.get("session"))
-        self.revocation_group = user_group(user.pk)
-        await self.channel_layer.group_add(self.revocation_group, self.channel_name)
 
     async def sockets_close(self, message: CloseMessage) -> None:
         """Closed as a new socket would be refused now: signed out (in another tab, say, or by a
         password change elsewhere), deactivated, or its conversation deleted."""
+        if not hasattr(self, "conversation_id"):
+            return  # refused when it connected, and closing already
         if closes(message, session_id=self.session_id, conversation_hex=self.conversation_id.hex):
             await self.close(code=message["code"])
 

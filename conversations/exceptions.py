@@ -17,3 +17,11 @@ class ConversationStartInvalid(ConversationError):
 
 class ConversationNotOwned(ConversationError):
     """The conversation belongs to someone else (callers show it as missing)."""
+
+
+class SocketRefused(ConversationError):
+    """A socket that may not chat: `code` is the close code it is sent."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"refused with {code}")
+        self.code = code

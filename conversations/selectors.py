@@ -34,26 +34,12 @@ def conversation_get_for_user(*, conversation_id: UUID | str, user: Any) -> Conv
         raise Http404("No such conversation.") from None
 
 
-def conversation_id_for_user(*, conversation_id: UUID | str, user: Any) -> UUID:
-    """The id of the user's conversation (a socket needs no more); 404 as above."""
-    if not getattr(user, "is_authenticated", False):
-        raise Http404("No such conversation.")
-    try:
-        rows = _owned_id.rows(conversation_id=conversation_id, user_id=user.pk)
-    except ValueError:
-        rows = []
-    if not rows:
-        raise Http404("No such conversation.")
-    found: UUID = rows[0][0]
-    return found
-
-
 def conversation_is_users(*, conversation_id: UUID, user_id: int) -> bool:
     """Whether the conversation is still there, and the user's."""
     return bool(_owned_id.rows(conversation_id=conversation_id, user_id=user_id))
 
 
-# Every socket asks when it connects.
+# Every stop frame asks.
 _owned_id = Compiled(
     lambda conversation_id, user_id: (
         Conversation.objects.filter(pk=conversation_id, owner_id=user_id).values_list("pk").query

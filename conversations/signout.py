@@ -112,9 +112,14 @@ def name_the_session(sender: Any, request: Any, **kwargs: Any) -> None:
 
 @receiver(user_logged_out)
 def close_sockets_of_session(sender: Any, request: Any, user: Any = None, **kwargs: Any) -> None:
-    session_id = socket_session_id(getattr(request, "session", None))
-    if user is None or session_id is None:
+    session = getattr(request, "session", None)
+    session_id = socket_session_id(session)
+    if user is None or session is None or session_id is None:
         return
+    # Django flushes the session only after this signal. Gone from the store before its sockets
+    # are told, a socket that joins its group too late for this message finds it gone when it
+    # connects (`admission`). The data stays in memory for the rest of the logout.
+    session.delete()
     close_user_sockets(user.pk, _close_message(CLOSE_SIGNED_OUT, session=session_id))
 
 

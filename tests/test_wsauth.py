@@ -1,12 +1,19 @@
-"""A websocket's session and user, resolved without wrapping the socket's frames."""
+"""A websocket's session and user, resolved without wrapping the socket's frames; and asked
+again, of the stored session, when the socket connects."""
 
+from importlib import import_module
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings as django_settings
+from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
 
-from companion.wsauth import websocket_auth_stack
+from companion.wsauth import session_signs_in, websocket_auth_stack
 from tests.factories import make_session_cookie, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,3 +57,70 @@ async def test_other_connections_keep_the_session_saving_wrapper():
     seen = await through_the_stack(await database_sync_to_async(make_session_cookie)(owner), "http")
     assert seen["user"].pk == owner.pk
     assert seen["send"] is not seen["server_send"]
+
+
+def session_key_of(user):
+    return make_session_cookie(user).split("=", 1)[1]
+
+
+def test_a_stored_session_signs_in_its_own_user_and_no_other(django_assert_num_queries):
+    owner, other = make_user("owner"), make_user("other")
+    key = session_key_of(owner)
+
+    with django_assert_num_queries(0):  # read from the cache its save filled
+        assert session_signs_in(session_key=key, user=owner)
+    assert not session_signs_in(session_key=key, user=other)
+    assert not session_signs_in(session_key=session_key_of(other), user=owner)
+    cache.clear()
+    with django_assert_num_queries(1):
+        assert session_signs_in(session_key=key, user=owner)
+
+
+def signed_in_browser(user):
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+def test_a_signed_out_missing_or_forged_session_signs_in_no_one():
+    owner = make_user("owner")
+    browser = signed_in_browser(owner)
+    key = browser.session.session_key
+
+    assert browser.post(reverse("account_logout")).status_code == 302
+
+    for gone in (key, "forged", "", None):
+        assert not session_signs_in(session_key=gone, user=owner)
+
+
+def test_a_password_change_signs_the_session_out_until_its_hash_is_brought_along():
+    owner = make_user("owner")
+    key = session_key_of(owner)
+
+    owner.set_password("brand-new-phrase-77")
+    owner.save()
+
+    assert not session_signs_in(session_key=key, user=owner)
+    session = import_module(django_settings.SESSION_ENGINE).SessionStore(key)
+    session[HASH_SESSION_KEY] = owner.get_session_auth_hash()  # as `update_session_auth_hash`
+    session.save()
+    assert session_signs_in(session_key=key, user=owner)
+
+
+def test_a_session_of_a_retired_secret_signs_in_while_that_secret_is_a_fallback(settings):
+    owner = make_user("owner")
+    key = session_key_of(owner)
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-" + "x" * 50
+
+    assert session_signs_in(session_key=key, user=owner)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert not session_signs_in(session_key=key, user=owner)
+
+
+def test_a_session_of_a_backend_no_longer_configured_signs_in_no_one(settings):
+    owner = make_user("owner")
+    key = session_key_of(owner)  # signed in through ModelBackend
+    settings.AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
+
+    assert not session_signs_in(session_key=key, user=owner)

@@ -13,7 +13,6 @@ from django.utils import timezone
 from conversations.models import Role, Turn
 from conversations.selectors import (
     conversation_get_for_user,
-    conversation_id_for_user,
     conversation_list_for_user,
     turn_page_for_conversation,
     usage_for_user,
@@ -46,17 +45,6 @@ def test_another_users_or_a_missing_conversation_is_a_404(alice, bob):
     for user, conversation_id in attempts:
         with pytest.raises(Http404):
             conversation_get_for_user(conversation_id=conversation_id, user=user)
-        with pytest.raises(Http404):
-            conversation_id_for_user(conversation_id=conversation_id, user=user)
-
-
-def test_a_socket_checks_ownership_with_one_small_query(alice, django_assert_num_queries):
-    conversation = make_conversation(alice)
-
-    with django_assert_num_queries(1):
-        assert conversation_id_for_user(conversation_id=str(conversation.pk), user=alice) == (
-            conversation.pk
-        )
 
 
 def test_list_holds_only_mine_most_recent_first_with_the_last_message(alice, bob):

@@ -1,23 +1,27 @@
 """Open sockets close when HTTP would refuse their browser: a password changed (by its owner, a
-reset, an admin, a shell), an account deactivated, a conversation deleted."""
+reset, an admin, a shell), an account deactivated, a conversation deleted; and so does a socket
+whose user was revoked between its handshake and its joining the user's group."""
 
 import asyncio
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.contrib.auth.signals import user_logged_out
 from django.core import mail
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from companion.asgi import application
+from companion.layers import LocalChannelLayer
 from conversations.models import Conversation
-from conversations.services.conversations import conversation_create
-from conversations.signout import SESSION_ID_KEY
+from conversations.services.conversations import conversation_create, conversation_delete
+from conversations.signout import SESSION_ID_KEY, user_group
 from tests.conversations.chat_helpers import (
     ORIGIN,
     collect_until,
@@ -335,3 +339,225 @@ async def test_deleting_a_user_closes_the_sockets_of_their_conversations(m2her):
     assert await closed_with(ws) == 4404
     await still_chatting(bobs)
     await bobs.disconnect()
+
+
+class JoinWindowLayer(LocalChannelLayer):
+    """The in-process layer, with a hook in the window between the handshake that resolved a
+    socket's user and the socket's joining that user's group: `in_window(group, step)` runs
+    `step` (a coroutine function) there, once, when a socket next joins `group`; with
+    `joined=True`, right after the join instead."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.windows = {}
+
+    def in_window(self, group, step, *, joined=False):
+        self.windows[group] = (step, joined)
+
+    async def group_add(self, group, channel):
+        step, joined = self.windows.pop(group, (None, False))
+        if step is not None and not joined:
+            await step()
+        await super().group_add(group, channel)
+        if step is not None and joined:
+            await step()
+
+
+@pytest.fixture
+def join_window(settings):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "tests.conversations.test_socket_revocation.JoinWindowLayer"}
+    }
+    return get_channel_layer()
+
+
+async def socket_with_cookie(client, conversation):
+    """A socket opened with that browser's cookie, accepted (what follows is its own)."""
+    headers = [
+        (b"origin", ORIGIN),
+        (b"host", b"127.0.0.1"),
+        (b"cookie", cookie_of(client).encode()),
+    ]
+    ws = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation.pk}/", headers=headers
+    )
+    assert (await ws.connect(timeout=5))[0]
+    return ws
+
+
+@database_sync_to_async
+def sign_out(client):
+    return client.post(reverse("account_logout"))
+
+
+async def test_a_sign_out_before_the_socket_joins_its_group_closes_it(m2her, join_window):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+    browser = await signed_in_client(owner)
+
+    async def sign_that_browser_out():
+        assert (await sign_out(browser)).status_code == 302
+
+    join_window.in_window(user_group(owner.pk), sign_that_browser_out)
+    ws = await socket_with_cookie(browser, conversation)
+
+    assert await closed_with(ws) == 4401
+
+
+async def test_a_password_change_before_the_socket_joins_its_group_closes_it(m2her, join_window):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+    browser = await signed_in_client(owner)
+    elsewhere = await signed_in_client(owner)
+
+    async def change_it_elsewhere():
+        assert (await change_password(elsewhere)).status_code == 302
+
+    join_window.in_window(user_group(owner.pk), change_it_elsewhere)
+    ws = await socket_with_cookie(browser, conversation)
+
+    assert await closed_with(ws) == 4401
+
+
+async def test_a_password_set_outside_allauth_before_the_socket_joins_closes_it(m2her, join_window):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+
+    @database_sync_to_async
+    def set_password():  # as `changepassword` and the admin's password form do
+        owner.set_password(NEW_PASSWORD)
+        owner.save()
+
+    join_window.in_window(user_group(owner.pk), set_password)
+    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
+
+    assert await closed_with(ws) == 4401
+
+
+async def test_a_deactivation_before_the_socket_joins_its_group_closes_it_with_4403(
+    m2her, join_window
+):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+
+    @database_sync_to_async
+    def deactivate():
+        owner.is_active = False
+        owner.save()
+
+    join_window.in_window(user_group(owner.pk), deactivate)
+    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
+
+    assert await closed_with(ws) == 4403
+
+
+async def test_a_deleted_conversation_before_the_socket_joins_its_group_closes_it_with_4404(
+    m2her, join_window
+):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+    join_window.in_window(
+        user_group(owner.pk),
+        lambda: database_sync_to_async(conversation_delete)(owner=owner, conversation=conversation),
+    )
+    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
+
+    assert await closed_with(ws) == 4404
+
+
+async def test_a_deactivation_just_after_the_socket_joined_closes_it_once_and_quietly(
+    m2her, join_window
+):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+
+    @database_sync_to_async
+    def deactivate():
+        owner.is_active = False
+        owner.save()
+
+    # Both reach the socket: its own read refuses it, and the close message follows.
+    join_window.in_window(user_group(owner.pk), deactivate, joined=True)
+    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
+
+    assert await closed_with(ws) == 4403
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect()  # raises what the consumer raised, if anything
+
+
+async def test_its_own_sessions_password_change_before_the_socket_joins_refuses_it_until_reload(
+    m2her, join_window
+):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+    browser = await signed_in_client(owner)
+
+    async def change_it_in_another_tab():
+        assert (await change_password(browser)).status_code == 302
+
+    join_window.in_window(user_group(owner.pk), change_it_in_another_tab)
+    ws = await socket_with_cookie(browser, conversation)
+
+    # The socket knows its session by the key the change retired: refused as signed out...
+    assert await closed_with(ws) == 4401
+    # ...and the reloaded page's socket, with the key the change gave that browser, gets in.
+    await still_chatting(await socket_of(browser, conversation))
+
+
+async def test_another_users_revocation_as_a_socket_joins_leaves_it_open(m2her, join_window):
+    alice = await database_sync_to_async(make_user)("alice")
+    bob = await database_sync_to_async(make_user)("bob")
+    alices = await new_conversation(alice)
+    bobs_browser = await signed_in_client(bob)
+
+    async def bob_signs_out_and_loses_his_password():
+        assert (await change_password(await signed_in_client(bob))).status_code == 302
+        assert (await sign_out(bobs_browser)).status_code == 302
+
+    join_window.in_window(user_group(alice.pk), bob_signs_out_and_loses_his_password)
+    ws = await socket_of(await signed_in_client(alice), alices)
+    await still_chatting(ws)
+    # Bob, signed in again with his new password, is still refused Alice's conversation.
+    await database_sync_to_async(bob.refresh_from_db)()
+    bobs_ws = await socket_with_cookie(await signed_in_client(bob), alices)
+    assert await closed_with(bobs_ws) == 4404
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect()
+
+
+async def test_a_socket_that_joins_while_a_sign_out_is_telling_the_sockets_is_refused(
+    m2her, join_window
+):
+    owner = await database_sync_to_async(make_user)("alice")
+    conversation = await new_conversation(owner)
+    browser = await signed_in_client(owner)
+    may_join = asyncio.Event()
+    join_window.in_window(user_group(owner.pk), may_join.wait)
+    ws = await socket_with_cookie(browser, conversation)
+    first = {}
+
+    def join_now(sender, request, user=None, **kwargs):
+        # Connected after the app's own receiver: its close message has gone out, and Django
+        # has not yet flushed the session.
+        async def let_it_join_and_settle():
+            may_join.set()
+            await send(ws, type="sync", after_seq=0)  # answered once `connect` is done
+            return await ws.receive_output(timeout=5)
+
+        first["output"] = async_to_sync(let_it_join_and_settle)()
+
+    def sign_out_off_the_orm_thread():
+        # The socket's own reads run on the ORM's thread meanwhile.
+        try:
+            return browser.post(reverse("account_logout"))
+        finally:
+            connection.close()  # this thread's
+
+    user_logged_out.connect(join_now)
+    try:
+        response = await sync_to_async(sign_out_off_the_orm_thread, thread_sensitive=False)()
+    finally:
+        user_logged_out.disconnect(join_now)
+
+    assert response.status_code == 302
+    assert first["output"] == {"type": "websocket.close", "code": 4401}
