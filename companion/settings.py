@@ -13,6 +13,9 @@ if (BASE_DIR / ".env").is_file():
 
 # --- Core -----------------------------------------------------------------------------------
 SECRET_KEY: str = env.str("DJANGO_SECRET_KEY")
+# Earlier secret keys, still accepted while sessions and signed values made with them expire:
+# rotating the key this way signs nobody out.
+SECRET_KEY_FALLBACKS: list[str] = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 DEBUG: bool = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

@@ -6,8 +6,13 @@ response starts. A websocket never sends one, so for a socket the wrapper only l
 session (through a lazy object) on every frame and passes it on, ~7 µs a frame on the benchmark's
 machine (a streamed reply sends one frame per two or three words).
 
-The user is resolved once, at the handshake; `session_signs_in` asks again later, of the stored
-session rather than the handshake's copy of it.
+The user is resolved once, at the handshake, and `session_signs_in` asks again later, of the
+stored session rather than the handshake's copy of it. Both decide as `django.contrib.auth.get_user`
+does, a session signed with a secret of `SECRET_KEY_FALLBACKS` included, but only read: a socket
+has no response to carry a re-keyed session's new cookie, so the repairs `get_user` makes (a
+flush, a new key) are left to the browser's next request, which makes them anyway. (Channels'
+own resolver flushes a session signed with a fallback secret: after a secret rotation, a chat
+page reconnecting its socket would have signed its browser out.)
 """
 
 from __future__ import annotations
@@ -16,10 +21,19 @@ from importlib import import_module
 from typing import Any
 
 from channels.auth import AuthMiddleware
+from channels.db import database_sync_to_async
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+)
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.utils.crypto import constant_time_compare
 
 
@@ -32,32 +46,55 @@ class WebsocketSessionMiddleware(SessionMiddleware):  # type: ignore[misc]
         return await self.inner(wrapper.scope, receive, send)
 
 
+class WebsocketAuthMiddleware(AuthMiddleware):  # type: ignore[misc]
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        scope["user"]._wrapped = await database_sync_to_async(session_user)(scope["session"])
+
+
 def websocket_auth_stack(inner: Any) -> CookieMiddleware:
     """`channels.auth.AuthMiddlewareStack` for websockets: cookies, session, user."""
-    return CookieMiddleware(WebsocketSessionMiddleware(AuthMiddleware(inner)))
+    return CookieMiddleware(WebsocketSessionMiddleware(WebsocketAuthMiddleware(inner)))
+
+
+def session_user(session: SessionBase) -> AbstractBaseUser | AnonymousUser:
+    """The user `session` signs in, or an anonymous one."""
+    signed_in = _signed_in(session)
+    if signed_in is None:
+        return AnonymousUser()
+    user_id, backend_path = signed_in
+    user: AbstractBaseUser | None = load_backend(backend_path).get_user(user_id)
+    if user is None or not _hash_verifies(session, user):
+        return AnonymousUser()
+    return user
 
 
 def session_signs_in(*, session_key: str | None, user: AbstractBaseUser) -> bool:
-    """Whether the stored session still signs `user` in, as `django.contrib.auth.get_user` decides.
-
-    Read-only: `get_user` also repairs what it reads (it flushes a session that no longer
-    verifies, and re-keys one signed with a fallback secret); those writes are left to the
-    browser's next request, which makes them anyway.
-    """
+    """Whether the stored session still signs `user` in."""
     if not session_key:
         return False
     # Loaded afresh by its key: a session signed out since is gone from the store, and its
     # cache entry with it. Through the configured engine, so it is the cache the handshake
     # just filled that answers, without a query.
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    signed_in = _signed_in(session)
+    return signed_in is not None and signed_in[0] == user.pk and _hash_verifies(session, user)
+
+
+def _signed_in(session: SessionBase) -> tuple[Any, str] | None:
+    """The user id and authentication backend a session names, if it names a usable pair."""
     try:
         # Stored as a string, as `_get_user_session_key` reads it.
-        user_id = user._meta.pk.to_python(session[SESSION_KEY])
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
     except KeyError:
-        return False
-    if user_id != user.pk or backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return False
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    return user_id, backend_path
+
+
+def _hash_verifies(session: SessionBase, user: AbstractBaseUser) -> bool:
+    """The session was made with the user's current password, under the secret or a fallback."""
     session_hash = session.get(HASH_SESSION_KEY)
     if not session_hash:
         return False

@@ -52,6 +52,29 @@ async def test_no_or_a_forged_session_is_anonymous():
         assert isinstance(seen["user"], AnonymousUser)
 
 
+async def test_a_handshake_after_a_secret_rotation_signs_in_and_signs_no_one_out(settings):
+    owner, other = [await database_sync_to_async(make_user)(name) for name in ("owner", "other")]
+    cookie = await database_sync_to_async(make_session_cookie)(owner)
+    key = cookie.split("=", 1)[1]
+    retired = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-new-secret-" + "x" * 50
+
+    # The retired secret is not a fallback: nobody is signed in, and the session is kept (a
+    # socket has no response to carry what a repair of it would change).
+    assert isinstance((await through_the_stack(cookie))["user"], AnonymousUser)
+    assert await database_sync_to_async(stored_session_exists)(key)
+
+    settings.SECRET_KEY_FALLBACKS = [retired]
+    seen = await through_the_stack(cookie)
+    assert seen["user"].pk == owner.pk
+    assert seen["user"].pk != other.pk
+    assert await database_sync_to_async(stored_session_exists)(key)
+
+
+def stored_session_exists(key: str) -> bool:
+    return bool(import_module(django_settings.SESSION_ENGINE).SessionStore().exists(key))
+
+
 async def test_other_connections_keep_the_session_saving_wrapper():
     owner = await database_sync_to_async(make_user)("owner")
     seen = await through_the_stack(await database_sync_to_async(make_session_cookie)(owner), "http")
