@@ -15,10 +15,8 @@ def _best_concurrency(results: dict[str, Any]) -> tuple[int, dict[str, Any] | No
     that passes by luck above one that failed is not a capacity the server has."""
     best, row = 0, None
     for count, data in sorted(results.get("concurrent", {}).items(), key=lambda kv: int(kv[0])):
-        if "app" not in data:
-            continue
-        app = data["app"]
-        if app["errors"] or app["lag_p99_ms"] > LAG_TARGET_MS:
+        app = data.get("app")
+        if app is None or app["errors"] or app["lag_p99_ms"] > LAG_TARGET_MS:
             break
         best, row = int(count), data
     return best, row

@@ -1,5 +1,5 @@
-"""The session and user of a websocket, as Channels' `AuthMiddlewareStack` resolves them, with
-frames sent straight to the server.
+"""The session and user of a websocket (the part of Channels' `AuthMiddlewareStack` a socket
+needs), with frames sent straight to the server.
 
 Channels' `SessionMiddleware` wraps `send` so that a modified session is saved when an HTTP
 response starts. A websocket never sends one, so for a socket the wrapper only looks at the
@@ -34,6 +34,7 @@ from django.contrib.auth import (
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare
 
 
@@ -47,12 +48,14 @@ class WebsocketSessionMiddleware(SessionMiddleware):  # type: ignore[misc]
 
 
 class WebsocketAuthMiddleware(AuthMiddleware):  # type: ignore[misc]
+    """Channels' `AuthMiddleware`, with the user resolved by `session_user`."""
+
     async def resolve_scope(self, scope: dict[str, Any]) -> None:
         scope["user"]._wrapped = await database_sync_to_async(session_user)(scope["session"])
 
 
 def websocket_auth_stack(inner: Any) -> CookieMiddleware:
-    """`channels.auth.AuthMiddlewareStack` for websockets: cookies, session, user."""
+    """Cookies, session and user, as `channels.auth.AuthMiddlewareStack` stacks them."""
     return CookieMiddleware(WebsocketSessionMiddleware(WebsocketAuthMiddleware(inner)))
 
 
@@ -73,8 +76,8 @@ def session_signs_in(*, session_key: str | None, user: AbstractBaseUser) -> bool
     if not session_key:
         return False
     # Loaded afresh by its key: a session signed out since is gone from the store, and its
-    # cache entry with it. Through the configured engine, so it is the cache the handshake
-    # just filled that answers, without a query.
+    # cache entry with it (the stores this project configures can revoke a session; a signed
+    # cookie could not). With `cached_db`, the cache the handshake just filled answers.
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     signed_in = _signed_in(session)
     return signed_in is not None and signed_in[0] == user.pk and _hash_verifies(session, user)
@@ -86,8 +89,8 @@ def _signed_in(session: SessionBase) -> tuple[Any, str] | None:
         # Stored as a string, as `_get_user_session_key` reads it.
         user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
-    except KeyError:
-        return None
+    except (KeyError, TypeError, ValueError, ValidationError):
+        return None  # not signed in, or not by this server: no crash over a session's contents
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
     return user_id, backend_path
@@ -95,6 +98,8 @@ def _signed_in(session: SessionBase) -> tuple[Any, str] | None:
 
 def _hash_verifies(session: SessionBase, user: AbstractBaseUser) -> bool:
     """The session was made with the user's current password, under the secret or a fallback."""
+    if not hasattr(user, "get_session_auth_hash"):
+        return True  # as Django: a backend's user without passwords has no hash to compare
     session_hash = session.get(HASH_SESSION_KEY)
     if not session_hash:
         return False

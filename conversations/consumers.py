@@ -67,8 +67,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         session = self.scope.get("session")
         self.session_id = socket_session_id(session)
-        # Joined before anything is checked: a close sent from now on reaches this socket, and
-        # one sent since the handshake resolved the user is read from the database below.
+        # Joined before the user's standing is read again: a close sent from now on reaches this
+        # socket, and what one sent since the handshake said is found by the read below.
         self.revocation_group = user_group(user.pk)
         await self.channel_layer.group_add(self.revocation_group, self.channel_name)
         try:

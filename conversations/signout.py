@@ -118,9 +118,12 @@ def close_sockets_of_session(sender: Any, request: Any, user: Any = None, **kwar
         return
     # Django flushes the session only after this signal. Gone from the store before its sockets
     # are told, a socket that joins its group too late for this message finds it gone when it
-    # connects (`admission`). The data stays in memory for the rest of the logout.
+    # connects (`admission`). The logout goes on with the data it holds in memory.
     session.delete()
-    close_user_sockets(user.pk, _close_message(CLOSE_SIGNED_OUT, session=session_id))
+    # After the commit, as every close here: a socket reading meanwhile must find it gone.
+    message = _close_message(CLOSE_SIGNED_OUT, session=session_id)
+    user_id = user.pk
+    transaction.on_commit(lambda: close_user_sockets(user_id, message))
 
 
 # Every path that changes a password or deactivates an account saves the user: allauth's forms,

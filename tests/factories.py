@@ -144,6 +144,11 @@ def make_session_cookie(user: AbstractUser) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
 
 
+def session_key_of(user: AbstractUser) -> str:
+    """The key of a new logged-in session for `user`."""
+    return make_session_cookie(user).split("=", 1)[1]
+
+
 _lore_ids = itertools.count(1)
 
 

@@ -11,13 +11,9 @@ from django.urls import reverse
 from conversations.admission import conversation_id_for_socket
 from conversations.exceptions import SocketRefused
 from conversations.signout import CLOSE_NOT_ALLOWED, CLOSE_NOT_FOUND, CLOSE_SIGNED_OUT
-from tests.factories import make_conversation, make_session_cookie
+from tests.factories import make_conversation, session_key_of
 
 pytestmark = pytest.mark.django_db
-
-
-def session_key_of(user):
-    return make_session_cookie(user).split("=", 1)[1]
 
 
 def refusal(**asked):

@@ -561,3 +561,21 @@ async def test_a_socket_that_joins_while_a_sign_out_is_telling_the_sockets_is_re
 
     assert response.status_code == 302
     assert first["output"] == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_refused_socket_leaves_its_users_group(m2her, join_window):
+    alice = await database_sync_to_async(make_user)("alice")
+    bob = await database_sync_to_async(make_user)("bob")
+    alices = await new_conversation(alice)
+    joined = asyncio.Event()
+
+    async def note_the_join():
+        joined.set()
+
+    join_window.in_window(user_group(bob.pk), note_the_join, joined=True)
+    ws = await socket_with_cookie(await signed_in_client(bob), alices)
+
+    assert await closed_with(ws) == 4404
+    assert joined.is_set()  # it was in the group before it was refused
+    await ws.disconnect()
+    assert not join_window.groups.get(user_group(bob.pk))
