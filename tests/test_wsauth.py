@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
-from django.contrib.auth import HASH_SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.test import Client
@@ -72,6 +72,21 @@ async def test_a_handshake_after_a_secret_rotation_signs_in_and_signs_no_one_out
 
 def stored_session_exists(key: str) -> bool:
     return bool(import_module(django_settings.SESSION_ENGINE).SessionStore().exists(key))
+
+
+async def test_a_session_naming_no_user_of_this_server_is_anonymous():
+    @database_sync_to_async
+    def cookie_naming(user_id: str) -> str:
+        session = import_module(django_settings.SESSION_ENGINE).SessionStore()
+        session[SESSION_KEY] = user_id
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = "whatever"
+        session.save()
+        return f"{django_settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+    for user_id in ("not-a-number", "987654"):
+        seen = await through_the_stack(await cookie_naming(user_id))
+        assert isinstance(seen["user"], AnonymousUser)
 
 
 async def test_other_connections_keep_the_session_saving_wrapper():
