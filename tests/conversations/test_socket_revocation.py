@@ -4,6 +4,8 @@ whose user was revoked between its handshake and its joining the user's group.""
 
 import asyncio
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -49,8 +51,8 @@ def cookie_of(client):
     return f"{name}={client.cookies[name].value}"
 
 
-async def socket_of(client, conversation):
-    """A synced socket opened with that browser's cookie."""
+async def socket_with_cookie(client, conversation):
+    """A socket opened with that browser's cookie, accepted (what follows is its own)."""
     headers = [
         (b"origin", ORIGIN),
         (b"host", b"127.0.0.1"),
@@ -60,6 +62,12 @@ async def socket_of(client, conversation):
         application, f"/ws/conversations/{conversation.pk}/", headers=headers
     )
     assert (await ws.connect(timeout=5))[0]
+    return ws
+
+
+async def socket_of(client, conversation):
+    """A synced socket opened with that browser's cookie."""
+    ws = await socket_with_cookie(client, conversation)
     await send(ws, type="sync", after_seq=0)
     assert (await collect_until(ws, "sync.state"))[-1]["type"] == "sync.state"
     return ws
@@ -371,98 +379,80 @@ def join_window(settings):
     return get_channel_layer()
 
 
-async def socket_with_cookie(client, conversation):
-    """A socket opened with that browser's cookie, accepted (what follows is its own)."""
-    headers = [
-        (b"origin", ORIGIN),
-        (b"host", b"127.0.0.1"),
-        (b"cookie", cookie_of(client).encode()),
-    ]
-    ws = WebsocketCommunicator(
-        application, f"/ws/conversations/{conversation.pk}/", headers=headers
-    )
-    assert (await ws.connect(timeout=5))[0]
-    return ws
-
-
 @database_sync_to_async
 def sign_out(client):
     return client.post(reverse("account_logout"))
 
 
-async def test_a_sign_out_before_the_socket_joins_its_group_closes_it(m2her, join_window):
-    owner = await database_sync_to_async(make_user)("alice")
-    conversation = await new_conversation(owner)
-    browser = await signed_in_client(owner)
+@dataclass
+class Chat:
+    owner: Any
+    conversation: Conversation
+    browser: Client
 
+
+@pytest.fixture
+async def alices_chat(m2her):
+    owner = await database_sync_to_async(make_user)("alice")
+    return Chat(owner, await new_conversation(owner), await signed_in_client(owner))
+
+
+async def closed_when_joining_after(join_window, chat, step):
+    """The close code of a socket of `chat`'s browser whose joining its user's group comes just
+    after `step`."""
+    join_window.in_window(user_group(chat.owner.pk), step)
+    return await closed_with(await socket_with_cookie(chat.browser, chat.conversation))
+
+
+async def test_a_sign_out_before_the_socket_joins_its_group_closes_it(alices_chat, join_window):
     async def sign_that_browser_out():
-        assert (await sign_out(browser)).status_code == 302
+        assert (await sign_out(alices_chat.browser)).status_code == 302
 
-    join_window.in_window(user_group(owner.pk), sign_that_browser_out)
-    ws = await socket_with_cookie(browser, conversation)
-
-    assert await closed_with(ws) == 4401
+    assert await closed_when_joining_after(join_window, alices_chat, sign_that_browser_out) == 4401
 
 
-async def test_a_password_change_before_the_socket_joins_its_group_closes_it(m2her, join_window):
-    owner = await database_sync_to_async(make_user)("alice")
-    conversation = await new_conversation(owner)
-    browser = await signed_in_client(owner)
-    elsewhere = await signed_in_client(owner)
+async def test_a_password_change_before_the_socket_joins_its_group_closes_it(
+    alices_chat, join_window
+):
+    elsewhere = await signed_in_client(alices_chat.owner)
 
     async def change_it_elsewhere():
         assert (await change_password(elsewhere)).status_code == 302
 
-    join_window.in_window(user_group(owner.pk), change_it_elsewhere)
-    ws = await socket_with_cookie(browser, conversation)
-
-    assert await closed_with(ws) == 4401
+    assert await closed_when_joining_after(join_window, alices_chat, change_it_elsewhere) == 4401
 
 
-async def test_a_password_set_outside_allauth_before_the_socket_joins_closes_it(m2her, join_window):
-    owner = await database_sync_to_async(make_user)("alice")
-    conversation = await new_conversation(owner)
-
+async def test_a_password_set_outside_allauth_before_the_socket_joins_closes_it(
+    alices_chat, join_window
+):
     @database_sync_to_async
     def set_password():  # as `changepassword` and the admin's password form do
-        owner.set_password(NEW_PASSWORD)
-        owner.save()
+        alices_chat.owner.set_password(NEW_PASSWORD)
+        alices_chat.owner.save()
 
-    join_window.in_window(user_group(owner.pk), set_password)
-    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
-
-    assert await closed_with(ws) == 4401
+    assert await closed_when_joining_after(join_window, alices_chat, set_password) == 4401
 
 
 async def test_a_deactivation_before_the_socket_joins_its_group_closes_it_with_4403(
-    m2her, join_window
+    alices_chat, join_window
 ):
-    owner = await database_sync_to_async(make_user)("alice")
-    conversation = await new_conversation(owner)
-
     @database_sync_to_async
     def deactivate():
-        owner.is_active = False
-        owner.save()
+        alices_chat.owner.is_active = False
+        alices_chat.owner.save()
 
-    join_window.in_window(user_group(owner.pk), deactivate)
-    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
-
-    assert await closed_with(ws) == 4403
+    assert await closed_when_joining_after(join_window, alices_chat, deactivate) == 4403
 
 
 async def test_a_deleted_conversation_before_the_socket_joins_its_group_closes_it_with_4404(
-    m2her, join_window
+    alices_chat, join_window
 ):
-    owner = await database_sync_to_async(make_user)("alice")
-    conversation = await new_conversation(owner)
-    join_window.in_window(
-        user_group(owner.pk),
-        lambda: database_sync_to_async(conversation_delete)(owner=owner, conversation=conversation),
-    )
-    ws = await socket_with_cookie(await signed_in_client(owner), conversation)
+    def delete():
+        return database_sync_to_async(conversation_delete)(
+            owner=alices_chat.owner, conversation=alices_chat.conversation
+        )
 
-    assert await closed_with(ws) == 4404
+    assert await closed_when_joining_after(join_window, alices_chat, delete) == 4404
 
 
 async def test_a_deactivation_just_after_the_socket_joined_closes_it_once_and_quietly(
