@@ -1,4 +1,4 @@
-"""Signed-in test clients and the admin's addresses, for the modules that drive the admin."""
+"""Signed-in test clients, and the admin's addresses for the modules that drive the admin."""
 
 from django.contrib.contenttypes.models import ContentType
 from django.test import Client

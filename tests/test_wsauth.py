@@ -10,10 +10,10 @@ from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
-from django.test import Client
 from django.urls import reverse
 
 from companion.wsauth import session_signs_in, websocket_auth_stack
+from tests.admin_pages import logged_in
 from tests.factories import make_session_cookie, make_user, session_key_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,15 +109,9 @@ def test_a_stored_session_signs_in_its_own_user_and_no_other(django_assert_num_q
         assert session_signs_in(session_key=key, user=owner)
 
 
-def signed_in_browser(user):
-    browser = Client()
-    browser.force_login(user)
-    return browser
-
-
 def test_a_signed_out_missing_or_forged_session_signs_in_no_one():
     owner = make_user("owner")
-    browser = signed_in_browser(owner)
+    browser = logged_in(owner)
     key = browser.session.session_key
 
     assert browser.post(reverse("account_logout")).status_code == 302

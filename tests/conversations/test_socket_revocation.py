@@ -24,6 +24,7 @@ from companion.layers import LocalChannelLayer
 from conversations.models import Conversation
 from conversations.services.conversations import conversation_create, conversation_delete
 from conversations.signout import SESSION_ID_KEY, user_group
+from tests.admin_pages import logged_in
 from tests.conversations.chat_helpers import (
     ORIGIN,
     collect_until,
@@ -38,12 +39,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 NEW_PASSWORD = "brand-new-phrase-77"
 
 
-@database_sync_to_async
-def signed_in_client(user):
-    """A browser that signed in, and its session cookie."""
-    client = Client()
-    client.force_login(user)
-    return client
+# A browser that signed in, with its session cookie.
+signed_in_client = database_sync_to_async(logged_in)
 
 
 def cookie_of(client):
