@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
 from conversations.llm.factory import backend_config
 
@@ -32,13 +32,13 @@ SQLITE_MINIMUM = (3, 35, 0)
 def sqlite_new_enough(
     app_configs: Any = None,
     sqlite_version: tuple[int, ...] | None = None,
-    engines: list[str] | None = None,
+    vendors: list[str] | None = None,
     **kwargs: Any,
 ) -> list[CheckMessage]:
     version = sqlite_version or sqlite3.sqlite_version_info
-    if engines is None:
-        engines = [db["ENGINE"] for db in settings.DATABASES.values()]
-    if "django.db.backends.sqlite3" in engines and version < SQLITE_MINIMUM:
+    if vendors is None:
+        vendors = [connection.vendor for connection in connections.all()]
+    if "sqlite" in vendors and version < SQLITE_MINIMUM:
         found = ".".join(map(str, version))
         return [
             Error(

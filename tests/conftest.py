@@ -11,10 +11,11 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """Give each test process its own SQLite file: concurrent runs never share a test database,
     and a file (not :memory:) can be opened by a server process the browser tests start."""
     from django.conf import settings
+    from django.db import connections
 
-    db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        db.setdefault("TEST", {})["NAME"] = f"/tmp/companion-test-{os.getpid()}.sqlite3"
+    if connections["default"].vendor == "sqlite":
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        test["NAME"] = f"/tmp/companion-test-{os.getpid()}.sqlite3"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -86,11 +86,13 @@ def stop_process(server: ServerProcess) -> None:
 def database_url() -> str:
     """The test database, as a URL the server subprocess can open."""
     from django.conf import settings
+    from django.db import connections
 
     db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    vendor = connections["default"].vendor
+    if vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"] == "django.db.backends.postgresql":
+    if vendor == "postgresql":
         user = quote(str(db.get("USER") or ""), safe="")
         password = quote(str(db.get("PASSWORD") or ""), safe="")
         auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")

@@ -17,13 +17,12 @@ def test_the_default_configuration_passes_the_system_checks(settings):
 
 
 def test_too_old_a_sqlite_fails_the_system_checks():
-    sqlite = ["django.db.backends.sqlite3"]
-    errors = sqlite_new_enough(sqlite_version=(3, 31, 1), engines=sqlite)
+    sqlite = ["sqlite"]
+    errors = sqlite_new_enough(sqlite_version=(3, 31, 1), vendors=sqlite)
     assert [e.id for e in errors] == ["companion.E002"]
     assert "3.31.1" in errors[0].msg
-    assert not sqlite_new_enough(sqlite_version=(3, 35, 0), engines=sqlite)
-    postgres = ["django.db.backends.postgresql"]
-    assert not sqlite_new_enough(sqlite_version=(3, 31, 1), engines=postgres)
+    assert not sqlite_new_enough(sqlite_version=(3, 35, 0), vendors=sqlite)
+    assert not sqlite_new_enough(sqlite_version=(3, 31, 1), vendors=["postgresql"])
 
 
 def test_this_sqlite_passes():
