@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 import pytest
+from channels import consumer as channels_consumer
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -373,6 +374,25 @@ async def test_one_whole_reply_makes_a_bounded_number_of_queries(m2her, conversa
     assert len(writes) <= 4, writes
     assert len(sql) <= 20, sql
     await ws.disconnect()
+
+
+async def test_a_frame_takes_no_database_step_for_channels_stale_connection_check(
+    conversation, owner, monkeypatch
+):
+    checks = []
+
+    async def counted() -> None:
+        checks.append(1)
+
+    # Channels makes that check (a step on the one database thread) before every message a
+    # consumer handles; each of this consumer's database steps makes it already.
+    monkeypatch.setattr(channels_consumer, "aclose_old_connections", counted)
+    ws, _ = await synced(conversation.pk, owner)
+    for _ in range(3):
+        await send(ws, type="sync", after_seq=10**9)
+        assert (await receive(ws))["type"] == "sync.state"
+    await ws.disconnect()
+    assert checks == []
 
 
 async def test_anonymous_users_are_refused_with_4401(conversation):
