@@ -31,11 +31,14 @@ from django.contrib.auth import (
     get_user_model,
     load_backend,
 )
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.utils.crypto import constant_time_compare
+
+from companion.compiled import Compiled, columns, instance
 
 
 class WebsocketSessionMiddleware(SessionMiddleware):  # type: ignore[misc]
@@ -65,10 +68,33 @@ def session_user(session: SessionBase) -> AbstractBaseUser | AnonymousUser:
     if signed_in is None:
         return AnonymousUser()
     user_id, backend_path = signed_in
-    user: AbstractBaseUser | None = load_backend(backend_path).get_user(user_id)
+    user = _backend_user(load_backend(backend_path), user_id)
     if user is None or not _hash_verifies(session, user):
         return AnonymousUser()
     return user
+
+
+def _backend_user(backend: Any, user_id: Any) -> AbstractBaseUser | None:
+    """`backend.get_user(user_id)`. Django's own, which allauth's backend keeps, is run as one
+    compiled statement: built by the ORM for every handshake, its query cost more than the rest
+    of reading the session."""
+    if type(backend).get_user is not ModelBackend.get_user:
+        found: AbstractBaseUser | None = backend.get_user(user_id)
+        return found
+    rows = _user_row.rows(user_id=user_id)
+    user = instance(get_user_model(), rows[0]) if rows else None
+    return user if user is not None and backend.user_can_authenticate(user) else None
+
+
+_user_row = Compiled(
+    lambda user_id: (
+        get_user_model()
+        ._default_manager.filter(pk=user_id)
+        .values_list(*columns(get_user_model()))
+        .query
+    ),
+    user_id=918_273_661,
+)
 
 
 def session_signs_in(*, session_key: str | None, user: AbstractBaseUser) -> bool:

@@ -8,11 +8,13 @@ import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
 from django.urls import reverse
 
-from companion.wsauth import session_signs_in, websocket_auth_stack
+from companion.wsauth import session_signs_in, session_user, websocket_auth_stack
 from tests.admin_pages import logged_in
 from tests.factories import make_session_cookie, make_user, session_key_of
 
@@ -151,3 +153,51 @@ def test_a_session_of_a_backend_no_longer_configured_signs_in_no_one(settings):
     settings.AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
 
     assert not session_signs_in(session_key=key, user=owner)
+
+
+class OneUserBackend(ModelBackend):
+    """A backend with a `get_user` of its own: it knows only the user named "chosen"."""
+
+    def get_user(self, user_id: Any) -> Any:
+        user = super().get_user(user_id)
+        return user if user is not None and user.get_username() == "chosen" else None
+
+
+def session_of(user: Any, backend: str) -> SessionBase:
+    session: SessionBase = import_module(django_settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = backend
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return session
+
+
+def test_the_handshakes_user_is_read_as_django_reads_it_for_either_configured_backend(
+    django_assert_num_queries,
+):
+    owner, other = make_user("owner"), make_user("other")
+    for backend in django_settings.AUTHENTICATION_BACKENDS:
+        for user in (owner, other):
+            session = session_of(user, backend)
+            with django_assert_num_queries(1):  # the session is in the cache; the user is read
+                found = session_user(session)
+            assert isinstance(found, type(user))
+            assert (found.pk, found.get_username(), found.password) == (
+                user.pk,
+                user.get_username(),
+                user.password,
+            )
+    other.is_active = False
+    other.save()
+    assert isinstance(
+        session_user(session_of(other, "django.contrib.auth.backends.ModelBackend")), AnonymousUser
+    )
+
+
+def test_a_backend_with_its_own_get_user_is_asked(settings):
+    backend = f"{__name__}.OneUserBackend"
+    settings.AUTHENTICATION_BACKENDS = [backend]
+    chosen, other = make_user("chosen"), make_user("other")
+
+    assert session_user(session_of(chosen, backend)) == chosen
+    assert isinstance(session_user(session_of(other, backend)), AnonymousUser)
