@@ -82,7 +82,7 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         "timeout": 10,
     }
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Django's SQLite backend, its per-statement placeholder rewrite done once per statement.
+    # Django's SQLite backend, with each statement's placeholder rewrite made once.
     _db["ENGINE"] = "companion.db.sqlite3"
     # Channels runs every ORM call on one thread, so one kept connection serves them all;
     # reopening SQLite (and re-running its PRAGMAs) per call costs more than the query.
