@@ -488,9 +488,16 @@ async def test_a_stop_while_the_finished_reply_tidies_its_connection_keeps_it_wh
 ):
     ws, _ = await synced(conversation.pk, owner)
     # The whole reply and `[DONE]` come at once, then the body stays open: the runner has the
-    # reply while it spends up to DRAIN_SECONDS reading for the body's end. Stop lands there.
+    # reply while it spends up to DRAIN_SECONDS reading for the body's end. Stop lands there:
+    # once every word has been sent, the runner has read them and `[DONE]` behind them (a stop
+    # after only the first word may come while the runner is still sending it, before it has
+    # read the rest, and stops the reply).
     await send_message(ws, "[[done]][[linger=2]] all of it")
-    await collect_until(ws, "reply.delta")
+    sent = ""
+    while sent != "You said: all of it":
+        event = await receive(ws)
+        if event["type"] == "reply.delta":
+            sent += event["text"]
     await send(ws, type="reply.stop")
     events = await collect_until(ws, "reply.completed", "reply.stopped")
 
