@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 
 from characters.models import Character, Persona, SampleDialogue, Scene, Visibility
@@ -129,19 +130,28 @@ def make_turns(conversation: Conversation, count: int, *, text: str = "line") ->
     return sorted([*users, *replies], key=lambda turn: turn.seq)
 
 
-def make_session_cookie(user: AbstractUser) -> str:
-    """A logged-in session for `user`, as the Cookie header value a browser would send."""
+def make_session(
+    user: AbstractUser, backend: str = "django.contrib.auth.backends.ModelBackend"
+) -> SessionBase:
+    """A stored session that signs `user` in through `backend`, as `login` leaves it."""
     from importlib import import_module
 
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 
-    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session: SessionBase = import_module(settings.SESSION_ENGINE).SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = backend
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.save()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+    return session
+
+
+def make_session_cookie(user: AbstractUser) -> str:
+    """A logged-in session for `user`, as the Cookie header value a browser would send."""
+    from django.conf import settings
+
+    return f"{settings.SESSION_COOKIE_NAME}={make_session(user).session_key}"
 
 
 def session_key_of(user: AbstractUser) -> str:

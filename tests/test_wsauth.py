@@ -10,13 +10,12 @@ from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.base import SessionBase
 from django.core.cache import cache
 from django.urls import reverse
 
 from companion.wsauth import session_signs_in, session_user, websocket_auth_stack
 from tests.admin_pages import logged_in
-from tests.factories import make_session_cookie, make_user, session_key_of
+from tests.factories import make_session, make_session_cookie, make_user, session_key_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -163,22 +162,13 @@ class OneUserBackend(ModelBackend):
         return user if user is not None and user.get_username() == "chosen" else None
 
 
-def session_of(user: Any, backend: str) -> SessionBase:
-    session: SessionBase = import_module(django_settings.SESSION_ENGINE).SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = backend
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.save()
-    return session
-
-
 def test_the_handshakes_user_is_read_as_django_reads_it_for_either_configured_backend(
     django_assert_num_queries,
 ):
     owner, other = make_user("owner"), make_user("other")
     for backend in django_settings.AUTHENTICATION_BACKENDS:
         for user in (owner, other):
-            session = session_of(user, backend)
+            session = make_session(user, backend)
             with django_assert_num_queries(1):  # the session is in the cache; the user is read
                 found = session_user(session)
             assert isinstance(found, type(user))
@@ -190,7 +180,8 @@ def test_the_handshakes_user_is_read_as_django_reads_it_for_either_configured_ba
     other.is_active = False
     other.save()
     assert isinstance(
-        session_user(session_of(other, "django.contrib.auth.backends.ModelBackend")), AnonymousUser
+        session_user(make_session(other, "django.contrib.auth.backends.ModelBackend")),
+        AnonymousUser,
     )
 
 
@@ -199,5 +190,5 @@ def test_a_backend_with_its_own_get_user_is_asked(settings):
     settings.AUTHENTICATION_BACKENDS = [backend]
     chosen, other = make_user("chosen"), make_user("other")
 
-    assert session_user(session_of(chosen, backend)) == chosen
-    assert isinstance(session_user(session_of(other, backend)), AnonymousUser)
+    assert session_user(make_session(chosen, backend)) == chosen
+    assert isinstance(session_user(make_session(other, backend)), AnonymousUser)
