@@ -12,6 +12,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from companion import dbthread
 from conversations import actions, fanout, streaming
 from conversations.admission import conversation_id_for_socket
 from conversations.exceptions import SocketRefused
@@ -117,9 +118,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if isinstance(message, Sync):
                 await self._begin_sync(message.after_seq)
             else:
-                await actions.perform(
-                    message=message, user_id=self.user_id, conversation_id=self.conversation_id
-                )
+                # What a user does in an open conversation goes before other sockets' setting up.
+                with dbthread.urgent():
+                    await actions.perform(
+                        message=message, user_id=self.user_id, conversation_id=self.conversation_id
+                    )
         except (ProtocolError, ChatActionError) as exc:
             await self.send_json({"type": "error", "code": exc.code, "message": exc.message})
         except Conversation.DoesNotExist:

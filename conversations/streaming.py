@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from companion import dbthread
 from conversations.fanout import publish
 from conversations.llm.base import ChatBackend, Completion, GenerationParams, TextDelta
 from conversations.llm.errors import ErrorCode, LLMError
@@ -73,7 +74,10 @@ def start_reply(start: ReplyStart, backend: ChatBackend) -> ReplyRunner:
     """Run the reply in a task this module keeps a reference to until it ends."""
     runner = ReplyRunner(start, backend)
     _runners[start.conversation_id] = runner
-    runner.task = asyncio.create_task(runner.run(), name=f"reply-{start.turn_id}")
+    # Not urgent on the database thread, whatever started it: its end can wait for a moment.
+    runner.task = asyncio.create_task(
+        runner.run(), name=f"reply-{start.turn_id}", context=dbthread.ordinary_context()
+    )
 
     def forget(_task: asyncio.Task[None]) -> None:
         # Only itself: the conversation's next reply may already have taken its place.

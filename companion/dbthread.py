@@ -1,0 +1,136 @@
+"""The one thread that websocket consumers reach the database on, serving a user's action in an
+open conversation before the setting up of new sockets.
+
+Channels runs every `database_sync_to_async` step of every socket on one thread (asgiref's
+`SyncToAsync.single_thread_executor`), first come, first served. When many sockets open at once
+(a crowd arriving, or every page reconnecting after a restart), each brings a handshake read, an
+ownership check and a `sync`, and a message sent on an already open socket waited behind all of
+them before its reply could start. This executor keeps two queues on that one thread: steps
+taken inside `urgent()` (the consumer marks the actions of a frame) run first; the rest keep
+their order. While urgent steps keep coming, every `URGENT_RUN`-th step is still an ordinary
+one, so sockets keep opening and replies keep finishing under any load.
+
+It stays one thread: Django's connections are per thread, and every step of a socket still
+runs on the same connection as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import SyncToAsync
+
+P = ParamSpec("P")
+T = TypeVar("T")
+URGENT_RUN = 4
+
+_urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("database_urgent", default=False)
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+@contextlib.contextmanager
+def urgent() -> Iterator[None]:
+    """Database steps started inside this block go before ordinary ones on the thread."""
+    token = _urgent.set(True)
+    try:
+        yield
+    finally:
+        _urgent.reset(token)
+
+
+def ordinary_context() -> contextvars.Context:
+    """A copy of the current context in which database steps are ordinary again: for a task
+    started by an urgent action that lives on after it (a reply's own end is not urgent)."""
+    context = contextvars.copy_context()
+    context.run(_urgent.set, False)
+    return context
+
+
+class PriorityExecutor(Executor):
+    """One worker thread; urgent work first, each queue in the order it was submitted."""
+
+    def __init__(self, name: str = "database") -> None:
+        self._name = name
+        self._urgent: deque[_Work] = deque()
+        self._ordinary: deque[_Work] = deque()
+        # Urgent steps run in a row while ordinary ones wait.
+        self._passed = 0
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            queue = self._urgent if _urgent.get() else self._ordinary
+            queue.append((future, fn, args, kwargs))
+            if self._thread is None:
+                # A daemon, as the standard executors' workers are in effect: an idle worker
+                # must not keep the process from exiting.
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def queued(self) -> tuple[int, int]:
+        """How many urgent and ordinary steps wait (not counting the one running)."""
+        with self._ready:
+            return len(self._urgent), len(self._ordinary)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._ready:
+            self._closed = True
+            if cancel_futures:
+                for queue in (self._urgent, self._ordinary):
+                    while queue:
+                        queue.popleft()[0].cancel()
+            self._ready.notify()
+            thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _next(self) -> _Work | None:
+        if self._urgent and (not self._ordinary or self._passed < URGENT_RUN):
+            if self._ordinary:
+                self._passed += 1
+            return self._urgent.popleft()
+        self._passed = 0
+        return self._ordinary.popleft() if self._ordinary else None
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not (self._urgent or self._ordinary or self._closed):
+                    self._ready.wait()
+                work = self._next()
+            if work is None:
+                return  # closed, and nothing is left
+            future, fn, args, kwargs = work
+            del work
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+                del exc  # no cycle through the traceback's frames
+            else:
+                future.set_result(result)
+            del future, fn, args, kwargs
+
+
+def install() -> None:
+    """Make it the thread of asgiref's thread-sensitive steps outside a request's own context:
+    the steps of Channels' consumers and middleware. Django's HTTP requests keep their own."""
+    if not isinstance(SyncToAsync.single_thread_executor, PriorityExecutor):
+        # asgiref declares a ThreadPoolExecutor; it only ever hands the executor to
+        # `loop.run_in_executor`, which needs no more than `submit`.
+        SyncToAsync.single_thread_executor = PriorityExecutor()  # type: ignore[assignment]

@@ -1,0 +1,135 @@
+"""The consumers' database thread: urgent steps first, ordinary ones in order and never starved,
+all on one thread."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import SyncToAsync, sync_to_async
+
+from companion import dbthread
+from companion.dbthread import URGENT_RUN, PriorityExecutor
+
+
+@pytest.fixture
+def executor():
+    executor = PriorityExecutor()
+    yield executor
+    executor.shutdown(cancel_futures=True)
+
+
+def hold(executor):
+    """Occupy the executor's thread until the returned event is set."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocker():
+        started.set()
+        release.wait(10)
+
+    future = executor.submit(blocker)
+    assert started.wait(5)
+    return release, future
+
+
+def test_urgent_steps_run_before_ordinary_ones_queued_earlier(executor):
+    order = []
+    release, _ = hold(executor)
+    futures = [executor.submit(order.append, f"ordinary {i}") for i in range(2)]
+    with dbthread.urgent():
+        futures += [executor.submit(order.append, f"urgent {i}") for i in range(2)]
+    futures.append(executor.submit(order.append, "ordinary 2"))
+    assert executor.queued() == (2, 3)
+    release.set()
+    for future in futures:
+        future.result(5)
+    assert order == ["urgent 0", "urgent 1", "ordinary 0", "ordinary 1", "ordinary 2"]
+
+
+def test_ordinary_steps_still_run_while_urgent_ones_keep_coming(executor):
+    order = []
+    release, _ = hold(executor)
+    futures = [executor.submit(order.append, f"o{i}") for i in range(2)]
+    with dbthread.urgent():
+        futures += [executor.submit(order.append, f"u{i}") for i in range(2 * URGENT_RUN + 2)]
+    release.set()
+    for future in futures:
+        future.result(5)
+    urgent = [f"u{i}" for i in range(2 * URGENT_RUN + 2)]
+    run = URGENT_RUN
+    assert order == [*urgent[:run], "o0", *urgent[run : 2 * run], "o1", *urgent[2 * run :]]
+
+
+def test_every_step_runs_on_one_thread_and_errors_reach_their_caller(executor):
+    def fail():
+        raise ValueError("broken step")
+
+    idents = [executor.submit(threading.get_ident)]
+    broken = executor.submit(fail)
+    with dbthread.urgent():
+        idents.append(executor.submit(threading.get_ident))
+    idents.append(executor.submit(threading.get_ident))
+    with pytest.raises(ValueError, match="broken step"):
+        broken.result(5)
+    assert len({future.result(5) for future in idents}) == 1
+    assert threading.get_ident() not in {future.result(5) for future in idents}
+
+
+def test_a_cancelled_step_is_skipped_and_shutdown_refuses_new_ones(executor):
+    order = []
+    release, _ = hold(executor)
+    skipped = executor.submit(order.append, "cancelled")
+    kept = executor.submit(order.append, "kept")
+    assert skipped.cancel()
+    release.set()
+    kept.result(5)
+    assert order == ["kept"]
+    executor.shutdown()
+    with pytest.raises(RuntimeError):
+        executor.submit(order.append, "late")
+
+
+def test_a_task_started_by_an_urgent_action_is_ordinary_in_its_own_context(executor):
+    with dbthread.urgent():
+        inherited = asyncio.run(_submit_later(executor, None))
+        own = asyncio.run(_submit_later(executor, dbthread.ordinary_context()))
+    assert inherited == (1, 0)
+    assert own == (0, 1)
+
+
+async def _submit_later(executor, context):
+    release, blocked = hold(executor)
+    try:
+        task = asyncio.create_task(_submit(executor), context=context)
+        await task
+        return executor.queued()
+    finally:
+        release.set()
+        blocked.result(5)
+
+
+async def _submit(executor):
+    executor.submit(int)
+
+
+async def test_channels_steps_run_on_it_and_urgent_ones_go_first():
+    """Installed when Django starts: asgiref's thread-sensitive steps outside a request (every
+    database step of a consumer) queue on it."""
+    executor = SyncToAsync.single_thread_executor
+    assert isinstance(executor, PriorityExecutor)
+    started, release, order = threading.Event(), threading.Event(), []
+
+    def blocker():
+        started.set()
+        release.wait(10)
+
+    blocked = asyncio.ensure_future(sync_to_async(blocker)())
+    assert await asyncio.to_thread(started.wait, 5)
+    ordinary = asyncio.ensure_future(sync_to_async(order.append)("ordinary"))
+    with dbthread.urgent():
+        urgent = asyncio.ensure_future(sync_to_async(order.append)("urgent"))
+    async with asyncio.timeout(5):
+        while executor.queued()[0] < 1 or executor.queued()[1] < 1:
+            await asyncio.sleep(0.001)
+    release.set()
+    await asyncio.gather(blocked, ordinary, urgent)
+    assert order == ["urgent", "ordinary"]
