@@ -32,7 +32,7 @@ def hold(executor):
 
 
 def test_urgent_steps_run_before_ordinary_ones_queued_earlier(executor):
-    order = []
+    order: list[str] = []
     release, _ = hold(executor)
     futures = [executor.submit(order.append, f"ordinary {i}") for i in range(2)]
     with dbthread.urgent():
@@ -46,7 +46,7 @@ def test_urgent_steps_run_before_ordinary_ones_queued_earlier(executor):
 
 
 def test_ordinary_steps_still_run_while_urgent_ones_keep_coming(executor):
-    order = []
+    order: list[str] = []
     release, _ = hold(executor)
     futures = [executor.submit(order.append, f"o{i}") for i in range(2)]
     with dbthread.urgent():
@@ -75,7 +75,7 @@ def test_every_step_runs_on_one_thread_and_errors_reach_their_caller(executor):
 
 
 def test_a_cancelled_step_is_skipped_and_shutdown_refuses_new_ones(executor):
-    order = []
+    order: list[str] = []
     release, _ = hold(executor)
     skipped = executor.submit(order.append, "cancelled")
     kept = executor.submit(order.append, "kept")
@@ -116,7 +116,8 @@ async def test_channels_steps_run_on_it_and_urgent_ones_go_first():
     database step of a consumer) queue on it."""
     executor = SyncToAsync.single_thread_executor
     assert isinstance(executor, PriorityExecutor)
-    started, release, order = threading.Event(), threading.Event(), []
+    started, release = threading.Event(), threading.Event()
+    order: list[str] = []
 
     def blocker():
         started.set()

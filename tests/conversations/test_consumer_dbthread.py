@@ -7,6 +7,7 @@ import threading
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
 
+from companion.dbthread import PriorityExecutor
 from tests.conversations.chat_helpers import (
     collect_until,
     open_socket,
@@ -35,6 +36,7 @@ async def hold_database_thread():
 
 async def queued_on_database_thread(urgent, ordinary):
     executor = SyncToAsync.single_thread_executor
+    assert isinstance(executor, PriorityExecutor)
     async with asyncio.timeout(5):
         while executor.queued() != (urgent, ordinary):
             await asyncio.sleep(0.001)
