@@ -16,6 +16,7 @@ runs on the same connection as before.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import threading
@@ -73,8 +74,8 @@ class PriorityExecutor(Executor):
             queue = self._urgent if _urgent.get() else self._ordinary
             queue.append((future, fn, args, kwargs))
             if self._thread is None:
-                # A daemon, as the standard executors' workers are in effect: an idle worker
-                # must not keep the process from exiting.
+                # A daemon, so that an idle worker does not keep the process from exiting;
+                # `install` has the work already queued finished at exit.
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._thread.start()
             self._ready.notify()
@@ -131,6 +132,10 @@ def install() -> None:
     """Make it the thread of asgiref's thread-sensitive steps outside a request's own context:
     the steps of Channels' consumers and middleware. Django's HTTP requests keep their own."""
     if not isinstance(SyncToAsync.single_thread_executor, PriorityExecutor):
+        executor = PriorityExecutor()
         # asgiref declares a ThreadPoolExecutor; it only ever hands the executor to
         # `loop.run_in_executor`, which needs no more than `submit`.
-        SyncToAsync.single_thread_executor = PriorityExecutor()  # type: ignore[assignment]
+        SyncToAsync.single_thread_executor = executor  # type: ignore[assignment]
+        # As the standard executors do at exit: the steps already asked for are finished (its
+        # daemon thread would otherwise be stopped wherever it was).
+        atexit.register(executor.shutdown)

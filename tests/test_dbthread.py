@@ -2,7 +2,10 @@
 all on one thread."""
 
 import asyncio
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
@@ -134,3 +137,21 @@ async def test_channels_steps_run_on_it_and_urgent_ones_go_first():
     release.set()
     await asyncio.gather(blocked, ordinary, urgent)
     assert order == ["urgent", "ordinary"]
+
+
+def test_steps_already_asked_for_finish_before_the_process_exits(tmp_path):
+    done = tmp_path / "done"
+    script = (
+        "import pathlib, time\n"
+        "from asgiref.sync import SyncToAsync\n"
+        "from companion import dbthread\n"
+        "dbthread.install()\n"
+        "def slow():\n"
+        "    time.sleep(0.3)\n"
+        f"    pathlib.Path({str(done)!r}).write_text('stored')\n"
+        "SyncToAsync.single_thread_executor.submit(int)\n"
+        "SyncToAsync.single_thread_executor.submit(slow)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", script], cwd=root, check=True, timeout=30)
+    assert done.read_text() == "stored"
