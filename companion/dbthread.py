@@ -7,8 +7,8 @@ Channels runs every `database_sync_to_async` step of every socket on one thread 
 ownership check and a `sync`, and a message sent on an already open socket waited behind all of
 them before its reply could start. This executor keeps two queues on that one thread: steps
 taken inside `urgent()` (the consumer marks the actions of a frame) run first; the rest keep
-their order. While urgent steps keep coming, every `URGENT_RUN`-th step is still an ordinary
-one, so sockets keep opening and replies keep finishing under any load.
+their order. While both wait, an ordinary step runs after every `URGENT_RUN` urgent ones in a
+row, so sockets keep opening and replies keep finishing under any load.
 
 It stays one thread: Django's connections are per thread, and every step of a socket still
 runs on the same connection as before.
@@ -125,6 +125,7 @@ class PriorityExecutor(Executor):
                 del exc  # no cycle through the traceback's frames
             else:
                 future.set_result(result)
+                del result  # not kept alive until the next step
             del future, fn, args, kwargs
 
 
