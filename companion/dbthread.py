@@ -122,7 +122,6 @@ class PriorityExecutor(Executor):
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 future.set_exception(exc)
-                del exc  # no cycle through the traceback's frames
             else:
                 future.set_result(result)
                 del result  # not kept alive until the next step

@@ -119,15 +119,8 @@ async def test_channels_steps_run_on_it_and_urgent_ones_go_first():
     database step of a consumer) queue on it."""
     executor = SyncToAsync.single_thread_executor
     assert isinstance(executor, PriorityExecutor)
-    started, release = threading.Event(), threading.Event()
     order: list[str] = []
-
-    def blocker():
-        started.set()
-        release.wait(10)
-
-    blocked = asyncio.ensure_future(sync_to_async(blocker)())
-    assert await asyncio.to_thread(started.wait, 5)
+    release, blocked = hold(executor)
     ordinary = asyncio.ensure_future(sync_to_async(order.append)("ordinary"))
     with dbthread.urgent():
         urgent = asyncio.ensure_future(sync_to_async(order.append)("urgent"))
@@ -135,7 +128,8 @@ async def test_channels_steps_run_on_it_and_urgent_ones_go_first():
         while executor.queued()[0] < 1 or executor.queued()[1] < 1:
             await asyncio.sleep(0.001)
     release.set()
-    await asyncio.gather(blocked, ordinary, urgent)
+    blocked.result(5)
+    await asyncio.gather(ordinary, urgent)
     assert order == ["urgent", "ordinary"]
 
 
