@@ -12,7 +12,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from companion import dbthread
+from companion import dbthread, wsframes
 from conversations import actions, fanout, streaming
 from conversations.admission import conversation_id_for_socket
 from conversations.exceptions import SocketRefused
@@ -49,6 +49,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # account is deactivated or the conversation deleted; and which session this socket is of.
     revocation_group: str | None = None
     session_id: str | None = None
+    # Events are written straight to daphne's connection where it can (`companion.wsframes`).
+    write_text: wsframes.TextWriter | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -95,6 +97,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.user_id = user.pk
         self.buffered = []
+        self.write_text = wsframes.text_writer(self.base_send)
         await fanout.subscribe(self.conversation_id, self)
 
     async def sockets_close(self, message: CloseMessage) -> None:
@@ -144,6 +147,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.buffered.append((seq, text))
         elif seq > self.sent_seq:
             self.sent_seq = seq
+            await self._send_event(text)
+
+    async def _send_event(self, text: str) -> None:
+        if self.write_text is None or not self.write_text(text):
             await self.send(text_data=text)
 
     async def _begin_sync(self, after_seq: int) -> None:
@@ -224,5 +231,5 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             event_seq, text = self.buffered.pop(0)
             if event_seq > self.sent_seq:
                 self.sent_seq = event_seq
-                await self.send(text_data=text)
+                await self._send_event(text)
         self.syncing = False
