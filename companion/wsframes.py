@@ -9,7 +9,8 @@ conversation consumer sends its events here: when the connection is open and not
 autobahn do more than frame the bytes (no compression, masking, fragmenting, frame logging,
 timing, nothing queued before it, within the size limit), the frame is built here and handed to
 the transport, exactly the bytes autobahn would write. Otherwise the caller sends through ASGI
-as before, so every other case (a closing socket included) behaves as it always did.
+as before, so every other case (a closing socket included) behaves as it always did. Autobahn's
+traffic counters do not count these frames; neither daphne nor this project reads them.
 """
 
 from __future__ import annotations
