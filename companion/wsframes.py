@@ -49,8 +49,8 @@ def text_writer(send: Any) -> TextWriter | None:
         and not send.keywords
     ):
         return None
-    server: Any = send.func
-    connections: dict[Any, dict[str, Any]] = server.__self__.connections
+    handle_reply: Any = send.func
+    connections: dict[Any, dict[str, Any]] = handle_reply.__self__.connections
     protocol: Any = send.args[0]
 
     def write_text(text: str) -> bool:

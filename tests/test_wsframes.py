@@ -210,16 +210,24 @@ async def _events_until_completed(ws: Any) -> list[dict[str, Any]]:
             return events
 
 
+async def _socket_url(daphne: Any, owner: Any) -> str:
+    """The websocket address of a new conversation of `owner` on the test daphne."""
+    character = await asyncio.to_thread(make_character, name="Aria")
+    conversation = await asyncio.to_thread(conversation_create, owner=owner, character=character)
+    return f"ws://127.0.0.1:{daphne.port}/ws/conversations/{conversation.pk}/"
+
+
+def _connect(daphne: Any, url: str, cookie: str) -> Any:
+    return websockets.connect(
+        url, origin=daphne.url, additional_headers={"Cookie": cookie}, max_size=2**22
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_chat_socket_under_daphne_gets_its_events_as_direct_frames(daphne):
     owner = await asyncio.to_thread(make_user, "framed")
-    character = await asyncio.to_thread(make_character, name="Aria")
-    conversation = await asyncio.to_thread(conversation_create, owner=owner, character=character)
-    url = f"ws://127.0.0.1:{daphne.port}/ws/conversations/{conversation.pk}/"
-    cookie = await session_cookie(owner)
-    async with websockets.connect(
-        url, origin=daphne.url, additional_headers={"Cookie": cookie}, max_size=2**22
-    ) as ws:
+    url = await _socket_url(daphne, owner)
+    async with _connect(daphne, url, await session_cookie(owner)) as ws:
         await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "sync.state"
         await asyncio.sleep(0.2)  # daphne's log line for the sync.state is written
@@ -250,15 +258,9 @@ async def test_a_chat_socket_under_daphne_gets_its_events_as_direct_frames(daphn
 
 @pytest.mark.django_db(transaction=True)
 async def test_another_users_socket_under_daphne_is_refused(daphne):
-    owner = await asyncio.to_thread(make_user, "framed-owner")
+    url = await _socket_url(daphne, await asyncio.to_thread(make_user, "framed-owner"))
     other = await asyncio.to_thread(make_user, "framed-other")
-    character = await asyncio.to_thread(make_character, name="Aria")
-    conversation = await asyncio.to_thread(conversation_create, owner=owner, character=character)
-    url = f"ws://127.0.0.1:{daphne.port}/ws/conversations/{conversation.pk}/"
-    cookie = await session_cookie(other)
-    async with websockets.connect(
-        url, origin=daphne.url, additional_headers={"Cookie": cookie}
-    ) as ws:
+    async with _connect(daphne, url, await session_cookie(other)) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None
