@@ -11,7 +11,6 @@ groups its sockets watch and delivers what other processes published.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -21,6 +20,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+from companion import jsoncodec
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ async def publish(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
     """Send events (each with its `seq`) to every socket on the conversation, in any process."""
     if not events:
         return
-    frames = [(payload["seq"], json.dumps(payload)) for payload in events]
+    frames = [(payload["seq"], jsoncodec.dumps(payload)) for payload in events]
     hub = _hub()
     await hub.deliver(conversation_id, frames)
     if hub.shared and time.monotonic() >= hub.publish_paused_until:

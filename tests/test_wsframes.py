@@ -190,7 +190,7 @@ def daphne(fake):
     env = daphne_env(
         fake.base_url,
         LOG_LEVEL="DEBUG",
-        CHAT_MAX_MESSAGE_CHARS="20000",
+        CHAT_MAX_MESSAGE_CHARS="22000",
         M2HER_CONTEXT_TOKENS="200000",
     )
     server = start_daphne(env)
@@ -200,10 +200,13 @@ def daphne(fake):
         stop_process(server)
 
 
-async def _events_until_completed(ws: Any) -> list[dict[str, Any]]:
+async def _events_until_completed(ws: Any, sizes: list[int]) -> list[dict[str, Any]]:
+    """The events up to `reply.completed`; each frame's payload size is added to `sizes`."""
     events = []
     while True:
-        event = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        raw = await asyncio.wait_for(ws.recv(), 20)
+        sizes.append(len(raw.encode()))
+        event = json.loads(raw)
         events.append(event)
         assert event["type"] not in ("reply.failed", "error"), event
         if event["type"] == "reply.completed":
@@ -232,13 +235,15 @@ async def test_a_chat_socket_under_daphne_gets_its_events_as_direct_frames(daphn
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "sync.state"
         await asyncio.sleep(0.2)  # daphne's log line for the sync.state is written
         daphne.mark()
-        # Frames with a 7-bit, a 16-bit and a 64-bit length: the user's turn as JSON escapes
-        # each "€" to six bytes, and the fake model's reply echoes the message.
-        for text in ("[[words=40]] go", "€" * 2000, "€" * 20_000):
+        sizes: list[int] = []
+        # Frames with a 7-bit, a 16-bit and a 64-bit length: each "€" is three bytes of UTF-8,
+        # and the fake model's reply echoes the message. The longest message's own frame stays
+        # within the frame limit (64 KiB); its turn's event, with the turn's other fields, and
+        # the completed reply go past 65,535 bytes.
+        for text in ("[[words=40]] go", "€" * 2000, "€" * 21_800):
             frame = {"type": "message.send", "client_id": str(uuid.uuid4()), "text": text}
-            # Unescaped, the longest message's frame stays within the frame limit (64 KiB).
             await ws.send(json.dumps(frame, ensure_ascii=False))
-            events = await _events_until_completed(ws)
+            events = await _events_until_completed(ws, sizes)
             created = [e["turn"] for e in events if e["type"] == "turn.created"]
             assert created[0]["content"] == text
             streamed = "".join(e["text"] for e in events if e["type"] == "reply.delta")
@@ -248,6 +253,8 @@ async def test_a_chat_socket_under_daphne_gets_its_events_as_direct_frames(daphn
                 assert completed == " ".join(f"word{i}" for i in range(1, 41))
             else:
                 assert completed == f"You said: {text}"
+        assert min(sizes) <= 125 and max(sizes) > 0xFFFF
+        assert any(125 < size <= 0xFFFF for size in sizes)
         # An answer that is not an event still goes through ASGI: the log counts it.
         await ws.send(json.dumps({"type": "no.such.type"}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "error"

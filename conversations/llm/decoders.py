@@ -6,10 +6,10 @@ carries, raises `LLMError` for an error it carries, and sets `done` at a termina
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Literal
 
+from companion import jsoncodec
 from conversations.llm.base import Sensitivity, Usage
 from conversations.llm.classify import body_error, envelope_error, int_or_zero
 from conversations.llm.errors import ErrorCode, LLMError
@@ -42,7 +42,7 @@ class Decoder:
 
     def _load(self, data: str) -> Any:
         try:
-            return json.loads(data)
+            return jsoncodec.loads(data)
         except ValueError:
             logger.debug("skipping a data line that is not JSON: %.80r", data)
             return None
