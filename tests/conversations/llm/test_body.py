@@ -148,11 +148,9 @@ async def test_a_chunked_body_cut_anywhere_reads_whole_and_leaves_the_connection
 
 async def test_chunks_that_end_their_reads_are_split_without_h11():
     pieces = [b"data: %d\n\n" % i for i in range(6)]
-    raw = _chunked(pieces, ["plain"] * 6)
-    ends = [len(_chunked(pieces[: i + 1], ["plain"] * (i + 1))) - 5 for i in range(6)]
-    server, port = await scripted_server(
-        _cut(CHUNKED_HEAD + raw, [len(CHUNKED_HEAD) + e for e in ends]), linger=2
-    )
+    # One write per chunk, a pause before each, so that each read ends with a whole chunk.
+    writes = [CHUNKED_HEAD + chunk(pieces[0]), *map(chunk, pieces[1:]), chunk(b"")]
+    server, port = await scripted_server([(0.005, data) for data in writes], linger=2)
     transport = asyncio_transport(limits=LIMITS)
     async with server, httpx.AsyncClient(transport=transport) as client:
         response = await client.send(
