@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -32,6 +33,36 @@ class HttpSettings:
     max_connections: int = 500
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie store that keeps nothing a response sets."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class ModelClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` that keeps no cookies.
+
+    One client carries every user's requests, so a cookie the model service set on one reply (a
+    load balancer's affinity, a session) would go out with everyone's next requests; the service
+    is authenticated by its API key alone. Not reading them also saves httpx's work on every
+    response (adapting it to `http.cookiejar`'s request and response types and parsing its
+    headers again), which was about a twentieth of a short reply's CPU on the benchmark.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise AttributeError("the model client keeps no cookies")
+
+
 class ClientPool:
     """One `httpx.AsyncClient` per running event loop (a client cannot cross loops)."""
 
@@ -41,10 +72,10 @@ class ClientPool:
         self._settings = settings
         # Tests replay recorded streams through `httpx.MockTransport` here.
         self._transport = transport
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ModelClient]
         self._clients = weakref.WeakKeyDictionary()
 
-    def get(self) -> httpx.AsyncClient:
+    def get(self) -> ModelClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
@@ -56,7 +87,7 @@ class ClientPool:
                 max_keepalive_connections=min(s.max_connections, KEEPALIVE_CONNECTIONS),
                 keepalive_expiry=30.0,
             )
-            client = httpx.AsyncClient(
+            client = ModelClient(
                 timeout=httpx.Timeout(
                     connect=s.connect_timeout, read=backstop, write=backstop, pool=backstop
                 ),

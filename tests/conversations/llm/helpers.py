@@ -91,16 +91,18 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-async def scripted_server(parts, *, linger=0.0, accepted=None):
+async def scripted_server(parts, *, linger=0.0, accepted=None, heads=None):
     """A loopback HTTP server answering each request with `parts` — (pause, raw bytes) pairs,
     each written after its pause — then staying open `linger` seconds before closing.
-    Each connection it accepts is appended to `accepted` (a list) if given.
-    Returns the server and its port."""
+    Each connection it accepts is appended to `accepted` (a list) if given, and each request's
+    head (its request line and headers, as bytes) to `heads`. Returns the server and its port."""
 
     async def handler(reader, writer):
         if accepted is not None:
             accepted.append(writer)
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if heads is not None:
+            heads.append(head)
         for pause, data in parts:
             await asyncio.sleep(pause)
             writer.write(data)

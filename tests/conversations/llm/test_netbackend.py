@@ -1,6 +1,7 @@
 """The asyncio network backend under httpx: plain HTTP, TLS, keep-alive, large bodies, closes."""
 
 import asyncio
+import json
 import ssl
 
 import httpx
@@ -13,6 +14,7 @@ from conversations.llm.netbackend import AsyncioBackend, asyncio_transport
 from conversations.llm.transport import ClientPool, HttpSettings
 from tests.conversations.llm.helpers import (
     CHUNKED_HEAD,
+    FAST,
     chunk,
     run_stream,
     scripted_server,
@@ -108,6 +110,32 @@ async def test_the_default_client_pool_uses_the_asyncio_backend():
     backend = transport._pool._network_backend
     await pool.aclose()
     assert isinstance(backend, AsyncioBackend)
+
+
+async def test_cookies_the_model_service_sets_are_not_sent_back():
+    # One client carries every user's requests: a cookie one reply set must not go with the
+    # next (whoever's it is).
+    choice = {"index": 0, "delta": {"content": "Hi."}, "finish_reason": "stop"}
+    event = b"data: %s\n\n" % json.dumps({"choices": [choice]}).encode()
+    head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nSet-Cookie: affinity=node-7; Path=/\r\n\r\n")
+    heads: list[bytes] = []
+    server, port = await scripted_server(
+        [(0, head), (0, chunk(event + b"data: [DONE]\n\n") + chunk(b""))], heads=heads
+    )
+    backend = m2her_backend(base_url=f"http://127.0.0.1:{port}", api_key="k", http=FAST)
+    async with server:
+        first = await run_stream(backend, user_says("one"))
+        await asyncio.sleep(0.1)  # the server's close reaches the idle connection
+        second = await run_stream(backend, user_says("two"))
+        client = backend._clients.get()
+        await backend.aclose()
+
+    assert first[1].text == second[1].text == "Hi."
+    assert len(heads) == 2
+    assert all(b"cookie:" not in head.lower() for head in heads)
+    assert not client.cookies
+    with pytest.raises(AttributeError):
+        client.cookies = {"affinity": "node-7"}
 
 
 async def _chunked(body_steps):
