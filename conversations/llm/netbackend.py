@@ -232,8 +232,9 @@ def asyncio_transport(
     *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True
 ) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose connections use `AsyncioBackend`."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, verify=verify)
+    # Made once and given to both: loading the certificate store takes ~20 ms, on the first reply.
     ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+    transport = httpx.AsyncHTTPTransport(limits=limits, verify=ssl_context)
     # httpx builds its pool privately; this one differs in the network backend and the pool's
     # assignment pass (`LinearConnectionPool`).
     transport._pool = LinearConnectionPool(
