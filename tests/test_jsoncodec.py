@@ -70,3 +70,16 @@ def test_dumps_escapes_an_unpaired_surrogate_so_the_text_can_be_sent():
     text = jsoncodec.dumps({"text": "a\ud83db"})
     assert text.encode("utf-8")  # no UnicodeEncodeError on its way to a socket
     assert json.loads(text) == {"text": "a\ud83db"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"messages": [{"role": "user", "content": "Grüße, 你好 🌙", "name": "Sam"}], "n": 1.5},
+        {1: "a"},  # refused by orjson
+        {"big": 2**70},  # refused by orjson
+        {"text": "a\ud83db"},  # an unpaired surrogate
+    ],
+)
+def test_encode_is_dumps_as_utf8(value):
+    assert jsoncodec.encode(value) == jsoncodec.dumps(value).encode("utf-8")

@@ -65,6 +65,7 @@ async def test_wire_body_keeps_canonical_roles_names_and_clamped_params(make_bac
         "/v1/chat/completions" if style == "chat_completions" else "/v1/text/chatcompletion_v2"
     )
     assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["content-type"] == "application/json"
     body = request.body
     assert body["model"] == "M2-her"
     assert body["messages"] == MESSAGES
