@@ -15,14 +15,15 @@ from typing import Any
 import uvloop
 from twisted.internet.defer import Deferred
 
-from companion import tcp
+from companion import lazyformat, tcp
 
 
 def install() -> None:
-    """Make new event loops uvloop's and TCP connections write at once; call before anything
-    imports `daphne.server`."""
+    """Make new event loops uvloop's, TCP connections write at once and new websockets skip
+    formatting a debug line nobody reads; call before anything imports `daphne.server`."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     tcp.install()
+    lazyformat.install()
 
 
 # How long a stopping server waits for its replies to be stored as interrupted.
