@@ -12,7 +12,7 @@ from typing import cast
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F, IntegerField, Max, OuterRef, Subquery, Value
+from django.db.models import F, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -22,11 +22,14 @@ from conversations.models import Conversation, Turn
 
 
 def _max_turn_seq() -> Coalesce:
+    # The newest by the (conversation, updated_seq) index: one step down the index, whatever
+    # the conversation's length. The ORM writes `MAX()` in a subquery with a GROUP BY, which
+    # SQLite and PostgreSQL answer by reading every turn of the conversation (0.36 ms for 5,000
+    # turns, on every message, sync and page).
     latest = (
         Turn.objects.filter(conversation_id=OuterRef("pk"))
-        .values("conversation_id")
-        .annotate(m=Max("updated_seq"))
-        .values("m")
+        .order_by("-updated_seq")
+        .values("updated_seq")[:1]
     )
     return Coalesce(Subquery(latest, output_field=IntegerField()), Value(0))
 
