@@ -156,6 +156,8 @@ def usage_months_for_user(*, user: Any) -> list[dt.date]:
         Turn.objects.filter(conversation__owner_id=user.pk)
         .annotate(month=TruncMonth("created_at", tzinfo=dt.UTC))
         .values_list("month", flat=True)
+        # Without the turns' own ordering, which would make every turn's (month, seq) distinct.
+        .order_by()
         .distinct()
     )
     carried = UsageCarry.objects.filter(owner_id=user.pk).values_list("month", flat=True)

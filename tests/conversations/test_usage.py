@@ -149,3 +149,29 @@ def _delete(conversation, errors, *, hold=None):
         errors.append(exc)
     finally:
         connections.close_all()
+
+
+def test_the_months_of_usage_come_from_the_database_one_row_each(alice, bob):
+    chat = make_conversation(alice, make_character(alice, greeting=""))
+    last_year = timezone.now() - dt.timedelta(days=400)
+    spend(chat, *[(1, 1, 2, Decimal("0.001"))] * 30)
+    spend(chat, *[(1, 1, 2, Decimal("0.001"))] * 20, created_at=last_year)
+    make_turns(make_conversation(bob), 10)  # not alice's
+
+    rows: list[int] = []
+
+    def counted(execute, sql, params, many, context):
+        if "DISTINCT" in sql and not rows:
+            rows.append(0)  # the statement below passes through here too
+            with connection.cursor() as cursor:  # the same statement, to count its rows
+                cursor.execute(sql, params)
+                rows[-1] = len(cursor.fetchall())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(counted):
+        months = usage_months_for_user(user=alice)
+
+    this_month = timezone.now().date().replace(day=1)
+    assert months == [this_month, last_year.date().replace(day=1)]
+    # A row per turn (100 of them) would make a long history's account page slow.
+    assert rows == [2]
