@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -20,11 +21,17 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
     with a few hundred open sockets that was most of the server's CPU (see bench/). Here expiry
     is swept at most once a second, members get a shallow copy (messages hold only immutable
     values), and a group send is a plain loop. Capacity, expiry and groups behave as before.
+
+    A channel's queue exists only while messages wait in it. A receiver finding none (every open
+    socket, nearly all the time) waits on a future, and the next message is handed to it directly:
+    the parent kept an `asyncio.Queue` (four deques, ~3.4 KiB) for every open socket, and made
+    and dropped another on each `receive`.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._next_sweep = 0.0
+        self._receivers: dict[str, deque[asyncio.Future[dict[str, Any]]]] = {}
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -35,13 +42,67 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         self.require_valid_channel_name(channel)
+        copy = dict(message)
         queue = self.channels.get(channel)
         if queue is None:
+            # Nothing waits in the channel, so a receiver may be waiting for it.
+            if self._hand_over(channel, copy):
+                return
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         try:
-            queue.put_nowait((time.time() + self.expiry, dict(message)))
+            queue.put_nowait((time.time() + self.expiry, copy))
         except asyncio.QueueFull:
             raise ChannelFull(channel) from None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        queue = self.channels.get(channel)
+        if queue is not None:  # a channel's queue holds a message while it exists
+            message: dict[str, Any] = queue.get_nowait()[1]
+            if queue.empty():
+                del self.channels[channel]
+            return message
+        receiver: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._receivers.setdefault(channel, deque()).append(receiver)
+        try:
+            return await receiver
+        except asyncio.CancelledError:
+            if receiver.done() and not receiver.cancelled():
+                # Handed a message just as it was cancelled: the message is not lost.
+                self._put_back(channel, receiver.result())
+            raise
+        finally:
+            waiting = self._receivers.get(channel)
+            if waiting is not None:
+                if receiver in waiting:
+                    waiting.remove(receiver)
+                if not waiting:
+                    del self._receivers[channel]
+
+    def _hand_over(self, channel: str, message: dict[str, Any]) -> bool:
+        """Give `message` to a receiver waiting on `channel`, if one is."""
+        waiting = self._receivers.get(channel)
+        while waiting:
+            receiver = waiting.popleft()
+            if not receiver.done():
+                receiver.set_result(message)
+                return True
+        return False
+
+    def _put_back(self, channel: str, message: dict[str, Any]) -> None:
+        """Return a message a cancelled receiver was handed: next in line, before any sent
+        after it."""
+        if self._hand_over(channel, message):
+            return
+        later = self.channels.get(channel)
+        queue: asyncio.Queue[tuple[float, dict[str, Any]]]
+        queue = asyncio.Queue(maxsize=self.get_capacity(channel))
+        self.channels[channel] = queue
+        queue.put_nowait((time.time() + self.expiry, message))
+        # Beyond the channel's capacity the newest are dropped, as a send would have been refused.
+        while later is not None and not later.empty() and not queue.full():
+            queue.put_nowait(later.get_nowait())
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         self.require_valid_group_name(group)

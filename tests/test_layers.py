@@ -65,3 +65,69 @@ async def test_expired_messages_are_swept(monkeypatch):
     # The expired message is gone and its channel left the group, as in Channels' own layer.
     assert stale not in layer.channels
     assert stale not in layer.groups.get("g", {})
+
+
+async def test_a_waiting_receiver_holds_no_queue_and_is_handed_the_message():
+    layer = LocalChannelLayer()
+    channel = await layer.new_channel()
+    receiving = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+
+    # An open socket waits like this nearly all the time: no queue is kept for it.
+    assert layer.channels == {}
+    await layer.send(channel, {"type": "t", "n": 1})
+    assert (await receiving)["n"] == 1
+    assert layer.channels == {}
+    assert layer._receivers == {}
+
+
+async def test_messages_sent_while_nobody_waits_are_received_in_order():
+    layer = LocalChannelLayer()
+    channel = await layer.new_channel()
+    for n in range(3):
+        await layer.send(channel, {"type": "t", "n": n})
+    receiving = asyncio.create_task(layer.receive(channel))
+    assert (await receiving)["n"] == 0
+    await layer.send(channel, {"type": "t", "n": 3})
+    assert [(await layer.receive(channel))["n"] for _ in range(3)] == [1, 2, 3]
+    assert layer.channels == {}
+
+
+async def test_a_receiver_cancelled_after_it_was_handed_a_message_loses_nothing():
+    layer = LocalChannelLayer()
+    channel = await layer.new_channel()
+    receiving = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    await layer.send(channel, {"type": "t", "n": 1})
+    receiving.cancel()  # before it runs again to return the message
+    await layer.send(channel, {"type": "t", "n": 2})
+    with pytest.raises(asyncio.CancelledError):
+        await receiving
+
+    received = [await asyncio.wait_for(layer.receive(channel), 1) for _ in range(2)]
+    assert [message["n"] for message in received] == [1, 2]
+
+
+async def test_a_cancelled_receiver_stops_waiting():
+    layer = LocalChannelLayer()
+    channel = await layer.new_channel()
+    receiving = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    receiving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await receiving
+
+    assert layer._receivers == {}
+    await layer.send(channel, {"type": "t", "n": 1})  # kept for the next receiver
+    assert (await layer.receive(channel))["n"] == 1
+
+
+async def test_two_receivers_on_one_channel_get_one_message_each():
+    layer = LocalChannelLayer()
+    channel = await layer.new_channel()
+    first = asyncio.create_task(layer.receive(channel))
+    second = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    await layer.send(channel, {"type": "t", "n": 1})
+    await layer.send(channel, {"type": "t", "n": 2})
+    assert sorted([(await first)["n"], (await second)["n"]]) == [1, 2]
