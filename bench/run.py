@@ -335,6 +335,9 @@ def main() -> None:
             # Warm up: first requests import modules and open connections.
             await bench.app(min(10, len(bench.clients)), words=20, spread=0)
             await bench.floor(10, words=20, spread=0)
+            # First: after the heavier phases the process holds freed memory that new sockets
+            # reuse, and its growth would understate what a socket costs.
+            results["idle_memory"] = await phase("idle", bench.idle_memory(args.idle))
             results["single_stream"] = await phase("single", bench.single_stream())
             results["burst"] = await phase("burst", bench.burst(args.burst))
             results["concurrent"] = {}
@@ -359,7 +362,6 @@ def main() -> None:
             results["long_conversation"].update(
                 await phase("long reply", bench.long_conversation_reply())
             )
-            results["idle_memory"] = await phase("idle", bench.idle_memory(args.idle))
 
         uvloop.run(measure())
         results["queries_per_reply"] = run_json("bench.queries", env)
