@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -31,7 +30,8 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._next_sweep = 0.0
-        self._receivers: dict[str, deque[asyncio.Future[dict[str, Any]]]] = {}
+        # A list, not a deque: there is rarely more than one, and an empty deque is ~0.7 KiB.
+        self._receivers: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -64,7 +64,7 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
                 del self.channels[channel]
             return message
         receiver: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._receivers.setdefault(channel, deque()).append(receiver)
+        self._receivers.setdefault(channel, []).append(receiver)
         try:
             return await receiver
         except asyncio.CancelledError:
@@ -84,7 +84,7 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         """Give `message` to a receiver waiting on `channel`, if one is."""
         waiting = self._receivers.get(channel)
         while waiting:
-            receiver = waiting.popleft()
+            receiver = waiting.pop(0)
             if not receiver.done():
                 receiver.set_result(message)
                 return True
