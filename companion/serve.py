@@ -19,11 +19,15 @@ from companion import lazyformat, tcp
 
 
 def install() -> None:
-    """Make new event loops uvloop's, TCP connections write at once and new websockets skip
-    formatting a debug line nobody reads; call before anything imports `daphne.server`."""
+    """Make new event loops uvloop's, TCP connections write at once, and new websockets share
+    their settings and skip formatting a debug line nobody reads; call before anything imports
+    `daphne.server`."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     tcp.install()
     lazyformat.install()
+    from companion import wsfactory  # imports `daphne.server`: after the loop policy
+
+    wsfactory.install()
 
 
 # How long a stopping server waits for its replies to be stored as interrupted.
