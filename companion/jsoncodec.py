@@ -4,7 +4,7 @@ refuses.
 Each token of a model's stream arrives as a JSON object to parse, and each event leaves as JSON
 text for the sockets; orjson does either in a third (parsing) to a tenth (writing) of the
 standard library's time. A model request's body (the whole prompt, often tens of KiB) is written
-by `encode` in one step. It refuses a few things the standard library takes: NaN and Infinity,
+by `encode` in one step. orjson refuses a few things the standard library takes: NaN and Infinity,
 an escaped unpaired surrogate, integers beyond 64 bits, keys that are not strings. Those are
 handed to the standard library, so anything accepted before is accepted still.
 """

@@ -44,10 +44,10 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         self.require_valid_channel_name(channel)
         copy = dict(message)
         queue = self.channels.get(channel)
+        # Nothing waits in the channel, so a receiver may be waiting for it.
+        if (queue is None or queue.empty()) and self._hand_over(channel, copy):
+            return
         if queue is None:
-            # Nothing waits in the channel, so a receiver may be waiting for it.
-            if self._hand_over(channel, copy):
-                return
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
         try:
             queue.put_nowait((time.time() + self.expiry, copy))
@@ -58,11 +58,13 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         self.require_valid_channel_name(channel)
         self._clean_expired()
         queue = self.channels.get(channel)
-        if queue is not None:  # a channel's queue holds a message while it exists
-            message: dict[str, Any] = queue.get_nowait()[1]
-            if queue.empty():
-                del self.channels[channel]
-            return message
+        if queue is not None:
+            if not queue.empty():
+                message: dict[str, Any] = queue.get_nowait()[1]
+                if queue.empty():
+                    del self.channels[channel]
+                return message
+            del self.channels[channel]  # sends hand a waiting receiver their message directly
         receiver: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._receivers.setdefault(channel, []).append(receiver)
         try:
