@@ -136,7 +136,7 @@ async def test_two_receivers_on_one_channel_get_one_message_each():
 async def test_an_empty_queue_left_in_a_channel_does_not_strand_its_receiver():
     layer = LocalChannelLayer()
     channel = await layer.new_channel()
-    layer.channels[channel] = asyncio.Queue()  # emptied by the parent's expiry sweep, say
+    layer.channels[channel] = asyncio.Queue()  # a queue with nothing in it, however it came
     receiving = asyncio.create_task(layer.receive(channel))
     await asyncio.sleep(0)
     await layer.send(channel, {"type": "t", "n": 1})
