@@ -27,11 +27,7 @@ def loads(text: str | bytes) -> Any:
 
 def dumps(value: Any) -> str:
     """Compact JSON text, with characters beyond ASCII written as themselves."""
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        # Escaped to ASCII: a string holding an unpaired surrogate has no UTF-8 of its own.
-        return json.dumps(value, separators=(",", ":"))
+    return encode(value).decode()
 
 
 def encode(value: Any) -> bytes:
@@ -39,4 +35,5 @@ def encode(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
+        # Escaped to ASCII: a string holding an unpaired surrogate has no UTF-8 of its own.
         return json.dumps(value, separators=(",", ":")).encode()
