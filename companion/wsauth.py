@@ -1,10 +1,12 @@
-"""The session and user of a websocket (the part of Channels' `AuthMiddlewareStack` a socket
-needs), with frames sent straight to the server.
+"""The cookies, session and user of a websocket (what Channels' `AuthMiddlewareStack` gives a
+socket), in one layer, with frames sent straight to the server.
 
-Channels' `SessionMiddleware` wraps `send` so that a modified session is saved when an HTTP
-response starts. A websocket never sends one, so for a socket the wrapper only looks at the
-session (through a lazy object) on every frame and passes it on, ~7 µs a frame on the benchmark's
-machine (a streamed reply sends one frame per two or three words).
+Channels' stack is three middlewares, each copying the scope and staying suspended, with its own
+copy, for as long as the socket is open (~2 KiB a socket). Its `SessionMiddleware` also wraps
+`send` so that a modified session is saved when an HTTP response starts; a websocket never sends
+one, so for a socket the wrapper only looks at the session (through a lazy object) on every
+frame and passes it on, ~7 µs a frame on the benchmark's machine (a streamed reply sends one
+frame per two or three words). Any other connection goes through Channels' stack.
 
 The user is resolved once, at the handshake, and `session_signs_in` asks again later, of the
 stored session rather than the handshake's copy of it. Both decide as `django.contrib.auth.get_user`
@@ -22,7 +24,7 @@ from typing import Any
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
-from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -36,30 +38,45 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
+from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
 from companion.compiled import Compiled, columns, instance
 
 
-class WebsocketSessionMiddleware(SessionMiddleware):  # type: ignore[misc]
+class WebsocketAuthMiddleware:
+    """Puts `cookies`, `session` and `user` in a websocket's scope, as Channels' stack does (the
+    user itself rather than a lazy object standing for it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.others = CookieMiddleware(SessionMiddleware(_SessionUserMiddleware(inner)))
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] != "websocket":
-            return await super().__call__(scope, receive, send)
-        wrapper = InstanceSessionWrapper(scope, send)
-        await wrapper.resolve_session()
-        return await self.inner(wrapper.scope, receive, send)
+            return await self.others(scope, receive, send)
+        cookies: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name == b"cookie":
+                cookies = parse_cookie(value.decode("latin1"))
+                break
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        session = store(cookies.get(settings.SESSION_COOKIE_NAME))
+        user = await database_sync_to_async(session_user)(session)
+        scope = dict(scope, cookies=cookies, session=session, user=user)
+        return await self.inner(scope, receive, send)
 
 
-class WebsocketAuthMiddleware(AuthMiddleware):  # type: ignore[misc]
+class _SessionUserMiddleware(AuthMiddleware):  # type: ignore[misc]
     """Channels' `AuthMiddleware`, with the user resolved by `session_user`."""
 
     async def resolve_scope(self, scope: dict[str, Any]) -> None:
         scope["user"]._wrapped = await database_sync_to_async(session_user)(scope["session"])
 
 
-def websocket_auth_stack(inner: Any) -> CookieMiddleware:
-    """Cookies, session and user, as `channels.auth.AuthMiddlewareStack` stacks them."""
-    return CookieMiddleware(WebsocketSessionMiddleware(WebsocketAuthMiddleware(inner)))
+def websocket_auth_stack(inner: Any) -> WebsocketAuthMiddleware:
+    """Cookies, session and user, as `channels.auth.AuthMiddlewareStack` gives them."""
+    return WebsocketAuthMiddleware(inner)
 
 
 def session_user(session: SessionBase) -> AbstractBaseUser | AnonymousUser:

@@ -1,5 +1,6 @@
 """`python -m companion.serve` runs daphne's Twisted reactor on uvloop's event loop, with TCP
-connections that write at once and websockets whose settings are shared."""
+connections that write at once, websockets whose settings are shared and applications that
+receive through `ApplicationQueue`."""
 
 import os
 import subprocess
@@ -11,20 +12,23 @@ CHECK = """
 import asyncio
 from companion.serve import install
 install()
+import daphne.cli
 import daphne.server
 import uvloop
 from twisted.internet import reactor, tcp
 from companion.tcp import PromptWriteServer
 from companion.wsfactory import WebSocketFactory
+from companion.appqueue import Server
 assert isinstance(daphne.server.twisted_loop, uvloop.Loop), type(daphne.server.twisted_loop)
 assert daphne.server.WebSocketFactory is WebSocketFactory
+assert daphne.cli.CommandLineInterface.server_class is Server
 assert reactor._asyncioEventloop is daphne.server.twisted_loop
 assert tcp.Port.transport is PromptWriteServer, tcp.Port.transport
 print("ok")
 """
 
 
-def test_daphne_runs_on_uvloop_with_prompt_writes_and_shared_settings():
+def test_daphne_runs_on_uvloop_with_prompt_writes_shared_settings_and_light_queues():
     # A fresh interpreter: daphne makes its loop once, when `daphne.server` is first imported.
     done = subprocess.run(
         [sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -1,10 +1,14 @@
 """A websocket's session and user, resolved without wrapping the socket's frames; and asked
 again, of the stored session, when the socket connects."""
 
+import asyncio
+import gc
+import tracemalloc
 from importlib import import_module
 from typing import Any
 
 import pytest
+from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -25,7 +29,10 @@ async def through_the_stack(cookie: str | None, kind: str = "websocket") -> dict
     seen: dict[str, Any] = {}
 
     async def app(scope, receive, send):
-        seen["user"] = scope["user"]._wrapped
+        # A websocket's scope has the user; Channels' stack, for anything else, a lazy object.
+        user = scope["user"]
+        seen["user"] = user if kind == "websocket" else user._wrapped
+        seen["session"] = scope["session"]
         seen["send"] = send
 
     async def server_send(message):  # pragma: no cover - never called
@@ -44,6 +51,7 @@ async def test_each_session_resolves_to_its_own_user_and_frames_go_straight_out(
         cookie = await database_sync_to_async(make_session_cookie)(user)
         seen = await through_the_stack(cookie)
         assert seen["user"].pk == user.pk
+        assert seen["session"].session_key == cookie.split("=", 1)[1]
         assert seen["send"] is seen["server_send"]
 
 
@@ -192,3 +200,52 @@ def test_a_backend_with_its_own_get_user_is_asked(settings):
 
     assert session_user(make_session(chosen, backend)) == chosen
     assert isinstance(session_user(make_session(other, backend)), AnonymousUser)
+
+
+async def held_by_open_sockets(stack: Any, cookie: str, count: int) -> int:
+    """Bytes `count` sockets' handshakes through `stack` leave held while the sockets are open
+    (their applications waiting, as an open socket's consumer waits)."""
+    reached = 0
+    closing = asyncio.Event()
+
+    async def app(scope, receive, send):
+        nonlocal reached
+        reached += 1
+        await closing.wait()
+
+    async def send(message):  # pragma: no cover - never called
+        raise AssertionError(message)
+
+    application = stack(app)
+
+    def scope() -> dict[str, Any]:
+        return {"type": "websocket", "path": "/ws/", "headers": [(b"cookie", cookie.encode())]}
+
+    warm = asyncio.create_task(application(scope(), None, send))  # caches filled
+    while reached < 1:
+        await asyncio.sleep(0.01)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sockets = [asyncio.create_task(application(scope(), None, send)) for _ in range(count)]
+        while reached < count + 1:
+            await asyncio.sleep(0.01)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        closing.set()
+        await asyncio.gather(warm, *sockets)
+    return held
+
+
+async def test_an_open_socket_holds_less_than_under_channels_stack():
+    owner = await database_sync_to_async(make_user)("owner")
+    cookie = await database_sync_to_async(make_session_cookie)(owner)
+
+    ours = await held_by_open_sockets(websocket_auth_stack, cookie, 100)
+    channels = await held_by_open_sockets(AuthMiddlewareStack, cookie, 100)
+
+    # One layer and one copy of the scope, against Channels' three of each (~2.1 KiB here).
+    assert channels - ours > 100 * 1500, (ours, channels)

@@ -1,13 +1,21 @@
 """daphne's websocket connections read their settings from their factory's own protocol class,
-not from copies made on every connection."""
+not from copies made on every connection, and let go of the HTTP channel they were upgraded
+from."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketServerProtocol
+from daphne.http_protocol import HTTPFactory
+from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory as DaphneFactory
+from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.web.http import HTTPChannel
 
 from companion.wsfactory import WebSocketFactory
 
@@ -51,3 +59,82 @@ def test_each_factory_keeps_its_own_settings():
 
     assert connection(first).autoPingTimeout == 7
     assert connection(second).autoPingTimeout == 9
+
+
+UPGRADE = (
+    b"GET /ws/echo/ HTTP/1.1\r\n"
+    b"Host: 127.0.0.1\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"Origin: http://127.0.0.1\r\n\r\n"
+)
+
+
+async def upgraded(factory_class: Any) -> tuple[Any, Any, weakref.ref[HTTPChannel]]:
+    """An HTTP connection to daphne's server upgraded to a websocket its application accepts,
+    over Twisted's in-memory transport: the transport, the websocket protocol, and the HTTP
+    channel the connection began with (weakly)."""
+    accepted = asyncio.get_running_loop().create_future()
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        accepted.set_result(None)
+        await receive()  # held open, as a socket is
+
+    # Never run: what `Server.run` sets up for connections is set up here as it does it.
+    server = Server(application=application, endpoints=["tcp:port=0:interface=lo"])
+    server.connections = {}
+    server.ws_factory = factory_class(server, server=server.server_name)
+    server.ws_factory.setProtocolOptions(allowNullOrigin=True, openHandshakeTimeout=5)
+    connection = HTTPFactory(server).buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 8000),
+        peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+    )
+    connection.makeConnection(transport)
+    # Twisted's factory gives a wrapper; the channel inside it registers as the producer.
+    channel = transport.producer
+    assert isinstance(channel, HTTPChannel)
+    connection.dataReceived(UPGRADE)
+    del connection
+    await asyncio.wait_for(accepted, 5)
+    # As daphne's check does once a second: the upgraded request (no application) is forgotten.
+    for key, details in list(server.connections.items()):
+        if "disconnected" in details and "application_instance" not in details:
+            del server.connections[key]
+    protocol = transport.protocol
+    if protocol.openHandshakeTimeoutCall is not None:  # on a reactor these tests never run
+        protocol.openHandshakeTimeoutCall.cancel()
+    return transport, protocol, weakref.ref(channel)
+
+
+async def test_an_upgraded_connection_lets_go_of_the_http_channel_and_request_it_came_from():
+    transport, protocol, channel = await upgraded(WebSocketFactory)
+    gc.collect()
+
+    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    assert transport.producer is None
+    assert channel() is None  # nothing holds it, nor its request, any more
+    # The socket works as before: a frame from the client reaches the application.
+    received = []
+    protocol.onMessage = lambda payload, binary: received.append(payload)
+    protocol.dataReceived(client_frame(b"hello"))
+    assert received == [b"hello"]
+
+
+async def test_daphnes_own_factory_keeps_the_channel_for_as_long_as_the_socket():
+    transport, _, channel = await upgraded(DaphneFactory)
+    gc.collect()
+
+    assert isinstance(transport.producer, HTTPChannel)
+    assert channel() is transport.producer
+
+
+def client_frame(payload: bytes) -> bytes:
+    """One masked text frame, as a browser sends it (a payload under 126 bytes)."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
