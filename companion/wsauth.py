@@ -2,11 +2,12 @@
 socket), in one layer, with frames sent straight to the server.
 
 Channels' stack is three middlewares, each copying the scope and staying suspended, with its own
-copy, for as long as the socket is open (~2 KiB a socket). Its `SessionMiddleware` also wraps
-`send` so that a modified session is saved when an HTTP response starts; a websocket never sends
-one, so for a socket the wrapper only looks at the session (through a lazy object) on every
-frame and passes it on, ~7 µs a frame on the benchmark's machine (a streamed reply sends one
-frame per two or three words). Any other connection goes through Channels' stack.
+copy, for as long as the socket is open (~3 KiB a socket on the benchmark's server). Its
+`SessionMiddleware` also wraps `send` so that a modified session is saved when an HTTP response
+starts; a websocket never sends one, so for a socket the wrapper only looks at the session
+(through a lazy object) on every frame and passes it on, ~7 µs a frame on the benchmark's
+machine (a streamed reply sends one frame per two or three words). Any other connection goes
+through Channels' stack.
 
 The user is resolved once, at the handshake, and `session_signs_in` asks again later, of the
 stored session rather than the handshake's copy of it. Both decide as `django.contrib.auth.get_user`
