@@ -2,8 +2,9 @@
 -> completed / stopped / failed, each outcome persisted once.
 
 A reply runs in a task owned by this module, not by the socket that asked for it, so it keeps
-going when that socket closes. Events reach every tab (in any process) through `fanout`; stop and
-snapshot requests reach the runner through a control group on the channel layer.
+going when that socket closes. Events reach every tab (in any process) through `fanout`. Stop
+and snapshot requests reach a runner of this process directly, and, when the channel layer is
+shared between processes (Redis), runners of other processes through a control group.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
 from companion import dbthread
@@ -49,6 +50,13 @@ def control_group(conversation_id: UUID) -> str:
     return f"reply.{conversation_id.hex}"
 
 
+def _shared(layer: BaseChannelLayer) -> bool:
+    """Whether other processes hear this layer. An in-process layer reaches no runner that
+    `_runners` does not hold, so there a reply joins no control group: a channel, a group and a
+    listening task less on every reply's way to its first word."""
+    return not isinstance(layer, InMemoryChannelLayer)
+
+
 async def request_stop(conversation_id: UUID) -> None:
     # A reply run by this process is stopped here too: it may not be listening on its control
     # group yet (a stop sent right behind its message). The group still hears it, in case that
@@ -56,6 +64,8 @@ async def request_stop(conversation_id: UUID) -> None:
     runner = _runners.get(conversation_id)
     if runner is not None:
         runner.stop()
+    if not _shared(get_channel_layer()):
+        return
     try:
         await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
     except Exception:
@@ -65,7 +75,13 @@ async def request_stop(conversation_id: UUID) -> None:
 
 
 async def request_snapshot(conversation_id: UUID, reply_channel: str) -> None:
-    await get_channel_layer().group_send(
+    layer = get_channel_layer()
+    if not _shared(layer):
+        runner = _runners.get(conversation_id)
+        if runner is not None:
+            await layer.send(reply_channel, runner.snapshot())
+        return
+    await layer.group_send(
         control_group(conversation_id), {"type": "reply.snapshot", "reply_channel": reply_channel}
     )
 
@@ -173,9 +189,10 @@ class ReplyRunner:
             # Inside the `try`: with a shared layer these are round trips, and a server stopping
             # meanwhile must still find the reply recorded.
             try:
-                control = await layer.new_channel("reply.")
-                await layer.group_add(group, control)
-                listener = asyncio.create_task(self._listen(control))
+                if _shared(layer):
+                    control = await layer.new_channel("reply.")
+                    await layer.group_add(group, control)
+                    listener = asyncio.create_task(self._listen(control))
             except Exception:
                 # The reply runs all the same: a stop from this process reaches it directly
                 # (`request_stop`); only other processes' stops and snapshots miss it.

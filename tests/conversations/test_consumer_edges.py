@@ -7,6 +7,7 @@ import uuid
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.urls import reverse
@@ -157,6 +158,26 @@ async def test_a_snapshot_after_the_outcome_is_stored_carries_the_last_delta_num
     assert snapshot["content"] == events[-1]["content"] == "You said: Hi"
     assert snapshot["seq"] == last_delta["seq"] < events[-1]["seq"]
     await watcher.disconnect()
+
+
+async def test_in_one_process_a_reply_joins_no_control_group_and_still_hears_syncs_and_stops(
+    m2her, conversation, owner
+):
+    ws, state = await synced(conversation.pk, owner)
+    await send_message(ws, "[[words=40]][[tps=20]] take your time")
+    await collect_until(ws, "reply.delta")
+
+    assert streaming.control_group(conversation.pk) not in get_channel_layer().groups
+    # A second tab syncing now gets the text so far from the runner itself: the stored row
+    # holds none of it until the reply ends.
+    tab, resumed = await synced(conversation.pk, owner, after_seq=state["seq"])
+    assert resumed["streaming"]["content"].startswith("word1")
+    await send(tab, type="reply.stop")
+    stopped = (await collect_until(ws, "reply.stopped"))[-1]
+    assert stopped["content"].startswith("word1")
+    assert not stopped["content"].endswith("word40")
+    await ws.disconnect()
+    await tab.disconnect()
 
 
 async def test_a_reply_outliving_the_stale_limit_is_kept_alive(
