@@ -14,6 +14,9 @@ from typing import Any
 
 import daphne.server  # first: it installs Twisted's asyncio reactor
 from daphne import ws_protocol
+from twisted.internet import defer
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 
@@ -30,6 +33,18 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):  # type: ignore[misc]  #
         if isinstance(getattr(transport, "producer", None), HTTPChannel):
             transport.unregisterProducer()
         super().connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """autobahn resolves `is_closed` with the connection itself, so every closed socket is a
+        reference cycle (the connection holds the Deferred, the Deferred the connection). The
+        connection, its transport and autobahn's per-socket helpers then wait for the garbage
+        collector's full pass, which walks all of them, for every socket closed since the last
+        one: a pause of every stream at once, longer the more sockets came and went. Nothing
+        in this server waits on `is_closed`; once it has fired it is replaced by one fired with
+        nothing, and a closed connection is freed as soon as daphne lets go of it."""
+        super().connectionLost(reason)
+        if self.is_closed.called:
+            self.is_closed = defer.succeed(None)
 
 
 class WebSocketFactory(ws_protocol.WebSocketFactory):  # type: ignore[misc]  # daphne is untyped

@@ -1,6 +1,6 @@
 """daphne's websocket connections read their settings from their factory's own protocol class,
-not from copies made on every connection, and let go of the HTTP channel they were upgraded
-from."""
+not from copies made on every connection, let go of the HTTP channel they were upgraded from,
+and are freed when they close without waiting for the garbage collector."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory as DaphneFactory
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from companion.wsfactory import WebSocketFactory
@@ -138,3 +140,22 @@ def client_frame(payload: bytes) -> bytes:
     mask = b"\x01\x02\x03\x04"
     masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
     return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector():
+    transport, protocol, _ = await upgraded(WebSocketFactory)
+    server = protocol.server
+    closed = weakref.ref(protocol)
+    gc.collect()
+    gc.disable()
+    try:
+        del transport.protocol  # as Twisted's TCP transport lets go of it
+        protocol.connectionLost(Failure(ConnectionDone()))
+        application = server.connections[protocol]["application_instance"]
+        await asyncio.wait_for(application, 5)  # it hears the disconnect and ends
+        del server.connections[protocol]  # as daphne's check does, once the application ended
+        del protocol, application
+
+        assert closed() is None  # freed by its last reference going, not by a collection
+    finally:
+        gc.enable()
