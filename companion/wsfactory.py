@@ -21,6 +21,8 @@ from twisted.web.http import HTTPChannel
 
 
 class WebSocketProtocol(ws_protocol.WebSocketProtocol):  # type: ignore[misc]  # daphne is untyped
+    is_closed: defer.Deferred[Any]  # autobahn's, set when the connection is made
+
     def connectionMade(self) -> None:
         """daphne upgrades a connection by moving its transport from Twisted's HTTP channel to
         this protocol, but the channel stays registered as the transport's producer, and keeps
