@@ -17,6 +17,8 @@ from typing import Any
 import daphne.cli
 import daphne.server  # first: it installs Twisted's asyncio reactor
 
+from companion.handoff import hand_over
+
 
 class ApplicationQueue:
     """First in, first out, unbounded, as daphne uses its queue: `put_nowait` and `get`.
@@ -31,7 +33,7 @@ class ApplicationQueue:
         self._getters: list[asyncio.Future[Any]] | None = None
 
     def put_nowait(self, message: Any) -> None:
-        if not self._messages and self._hand_over(message):
+        if not self._messages and hand_over(self._getters, message):
             return
         if self._messages is None:
             self._messages = deque()
@@ -63,18 +65,9 @@ class ApplicationQueue:
                 if not getters:
                     self._getters = None
 
-    def _hand_over(self, message: Any) -> bool:
-        getters = self._getters
-        while getters:
-            getter = getters.pop(0)
-            if not getter.done():
-                getter.set_result(message)
-                return True
-        return False
-
     def _put_back(self, message: Any) -> None:
         """Return a message a cancelled getter was handed: first in line again."""
-        if self._hand_over(message):
+        if hand_over(self._getters, message):
             return
         if self._messages is None:
             self._messages = deque()

@@ -9,6 +9,8 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
+from companion.handoff import hand_over
+
 SWEEP_INTERVAL = 1.0
 
 
@@ -45,7 +47,7 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         copy = dict(message)
         queue = self.channels.get(channel)
         # Nothing waits in the channel, so a receiver may be waiting for it.
-        if (queue is None or queue.empty()) and self._hand_over(channel, copy):
+        if (queue is None or queue.empty()) and hand_over(self._receivers.get(channel), copy):
             return
         if queue is None:
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
@@ -82,20 +84,10 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
                 if not waiting:
                     del self._receivers[channel]
 
-    def _hand_over(self, channel: str, message: dict[str, Any]) -> bool:
-        """Give `message` to a receiver waiting on `channel`, if one is."""
-        waiting = self._receivers.get(channel)
-        while waiting:
-            receiver = waiting.pop(0)
-            if not receiver.done():
-                receiver.set_result(message)
-                return True
-        return False
-
     def _put_back(self, channel: str, message: dict[str, Any]) -> None:
         """Return a message a cancelled receiver was handed: next in line, before any sent
         after it."""
-        if self._hand_over(channel, message):
+        if hand_over(self._receivers.get(channel), message):
             return
         later = self.channels.get(channel)
         queue: asyncio.Queue[tuple[float, dict[str, Any]]]
