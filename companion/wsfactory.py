@@ -1,5 +1,6 @@
 """daphne's websocket factory, with its protocol settings kept once for all its connections, and
-connections that let go of the HTTP request they were upgraded from.
+connections that let go of the HTTP request they were upgraded from and are freed as soon as
+they close.
 
 autobahn copies a factory's 29 protocol settings onto each new connection object, unless the
 connection's class already has them. With them, a connection object's attributes outgrow their

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 from uuid import UUID
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from companion import jsoncodec
 
@@ -34,6 +34,11 @@ class Subscriber(Protocol):
     async def deliver(self, seq: int, text: str) -> None: ...
 
 
+def reaches_other_processes(layer: BaseChannelLayer) -> bool:
+    """Whether the channel layer is shared between processes (Redis), not this process's own."""
+    return not isinstance(layer, InMemoryChannelLayer)
+
+
 def events_group(conversation_id: UUID) -> str:
     return f"conv.{conversation_id.hex}"
 
@@ -44,7 +49,7 @@ class _Hub:
     def __init__(self) -> None:
         self.local: dict[UUID, set[Subscriber]] = {}
         self.layer = get_channel_layer()
-        self.shared = not isinstance(self.layer, InMemoryChannelLayer)
+        self.shared = reaches_other_processes(self.layer)
         self._channel: str | None = None
         self._channel_lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None

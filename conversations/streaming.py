@@ -18,11 +18,11 @@ from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
-from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from companion import dbthread
-from conversations.fanout import publish
+from conversations.fanout import publish, reaches_other_processes
 from conversations.llm.base import ChatBackend, Completion, GenerationParams, TextDelta
 from conversations.llm.errors import ErrorCode, LLMError
 from conversations.llm.factory import reply_cost
@@ -50,13 +50,6 @@ def control_group(conversation_id: UUID) -> str:
     return f"reply.{conversation_id.hex}"
 
 
-def _shared(layer: BaseChannelLayer) -> bool:
-    """Whether other processes hear this layer. An in-process layer reaches no runner that
-    `_runners` does not hold, so there a reply joins no control group: a channel, a group and a
-    listening task less on every reply's way to its first word."""
-    return not isinstance(layer, InMemoryChannelLayer)
-
-
 async def request_stop(conversation_id: UUID) -> None:
     # A reply run by this process is stopped here too: it may not be listening on its control
     # group yet (a stop sent right behind its message). The group still hears it, in case that
@@ -64,7 +57,7 @@ async def request_stop(conversation_id: UUID) -> None:
     runner = _runners.get(conversation_id)
     if runner is not None:
         runner.stop()
-    if not _shared(get_channel_layer()):
+    if not reaches_other_processes(get_channel_layer()):
         return
     try:
         await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
@@ -76,7 +69,7 @@ async def request_stop(conversation_id: UUID) -> None:
 
 async def request_snapshot(conversation_id: UUID, reply_channel: str) -> None:
     layer = get_channel_layer()
-    if not _shared(layer):
+    if not reaches_other_processes(layer):
         runner = _runners.get(conversation_id)
         if runner is not None:
             await layer.send(reply_channel, runner.snapshot())
@@ -189,7 +182,9 @@ class ReplyRunner:
             # Inside the `try`: with a shared layer these are round trips, and a server stopping
             # meanwhile must still find the reply recorded.
             try:
-                if _shared(layer):
+                # An in-process layer reaches no runner but those of `_runners`, which stops and
+                # snapshots reach directly: no channel, group and listening task to set up.
+                if reaches_other_processes(layer):
                     control = await layer.new_channel("reply.")
                     await layer.group_add(group, control)
                     listener = asyncio.create_task(self._listen(control))
