@@ -221,16 +221,22 @@ async def held_by_open_sockets(stack: Any, cookie: str, count: int) -> int:
     def scope() -> dict[str, Any]:
         return {"type": "websocket", "path": "/ws/", "headers": [(b"cookie", cookie.encode())]}
 
+    async def until_reached(count: int, tasks: list[asyncio.Task[Any]]) -> None:
+        async with asyncio.timeout(10):
+            while reached < count:
+                for task in tasks:
+                    if task.done():
+                        task.result()  # a stack that failed says why
+                await asyncio.sleep(0.01)
+
     warm = asyncio.create_task(application(scope(), None, send))  # caches filled
-    while reached < 1:
-        await asyncio.sleep(0.01)
+    await until_reached(1, [warm])
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         sockets = [asyncio.create_task(application(scope(), None, send)) for _ in range(count)]
-        while reached < count + 1:
-            await asyncio.sleep(0.01)
+        await until_reached(count + 1, sockets)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
