@@ -51,16 +51,17 @@ def control_group(conversation_id: UUID) -> str:
 
 
 async def request_stop(conversation_id: UUID) -> None:
-    # A reply run by this process is stopped here too: it may not be listening on its control
-    # group yet (a stop sent right behind its message). The group still hears it, in case that
-    # runner is an ending one and the conversation's new reply runs in another process.
+    # A reply run by this process is stopped here, directly. With a layer shared between
+    # processes the control group hears it too, in case that runner is an ending one and the
+    # conversation's new reply runs in another process.
     runner = _runners.get(conversation_id)
     if runner is not None:
         runner.stop()
-    if not reaches_other_processes(get_channel_layer()):
+    layer = get_channel_layer()
+    if not reaches_other_processes(layer):
         return
     try:
-        await get_channel_layer().group_send(control_group(conversation_id), {"type": "reply.stop"})
+        await layer.group_send(control_group(conversation_id), {"type": "reply.stop"})
     except Exception:
         if runner is None:
             raise  # nobody was told: the client hears that it failed
