@@ -13,6 +13,10 @@ the oldest idle connection to its origin, a new connection while under `max_conn
 place of an idle one. A connection handed to a request that has not started on it yet stays
 that request's: it is neither closed as surplus nor handed to a second request (which would only
 fail over to the next pass). HTTP/1.1 only: a connection serves one request at a time.
+
+Its connections are `AsyncioHTTPConnection`s (`conversations.llm.connection`), and a plan that
+closes nothing returns at once: httpcore enters a shielded anyio cancel scope around closing
+even no connection, twice a request.
 """
 
 from __future__ import annotations
@@ -23,12 +27,34 @@ import httpcore
 from httpcore._async.connection_pool import AsyncPoolRequest
 from httpcore._async.interfaces import AsyncConnectionInterface
 
+from conversations.llm.connection import AsyncioHTTPConnection
+
 
 class LinearConnectionPool(httpcore.AsyncConnectionPool):
     def __init__(self, **kwargs: Any) -> None:
         if kwargs.get("http2"):
             raise ValueError("LinearConnectionPool serves HTTP/1.1 only")
         super().__init__(**kwargs)
+
+    def create_connection(self, origin: httpcore.Origin) -> AsyncConnectionInterface:
+        if self._proxy is not None:
+            return super().create_connection(origin)
+        return AsyncioHTTPConnection(
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
+            http1=self._http1,
+            http2=self._http2,
+            retries=self._retries,
+            local_address=self._local_address,
+            uds=self._uds,
+            network_backend=self._network_backend,
+            socket_options=self._socket_options,
+        )
+
+    async def _close_connections(self, closing: list[AsyncConnectionInterface]) -> None:
+        if closing:
+            await super()._close_connections(closing)
 
     def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
         closing: list[AsyncConnectionInterface] = []

@@ -5,8 +5,11 @@ import asyncio
 import dataclasses
 import json
 
+import h11
 import pytest
 
+from conversations.llm.base import GenerationParams
+from conversations.llm.connection import AsyncioHTTPConnection, AsyncioLock
 from conversations.llm.m2her import m2her_backend
 from conversations.llm.pool import LinearConnectionPool
 from conversations.llm.transport import KEEPALIVE_CONNECTIONS
@@ -99,3 +102,39 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced_not_reused(
 def test_the_pool_refuses_http2():
     with pytest.raises(ValueError, match=r"HTTP/1\.1"):
         LinearConnectionPool(http2=True)
+
+
+async def test_a_request_on_a_kept_alive_connection_is_sent_before_the_loop_turns(
+    make_backend, fake
+):
+    # httpcore's own (anyio) locks yield to the event loop even when free: a request waited two
+    # turns of the loop, on a busy server milliseconds each, before its bytes went out.
+    backend = make_backend()
+    assert (await run_stream(backend, user_says("warm")))[2] is None
+    (connection,) = pool_of(backend).connections
+    assert isinstance(connection, AsyncioHTTPConnection)
+    states: list[object] = []
+    asyncio.get_running_loop().call_soon(
+        lambda: states.append(connection._connection._h11_state.our_state)
+    )
+
+    stream = backend.stream(user_says("[[words=3]] again"), GenerationParams())
+    first = await anext(stream)
+    await stream.aclose()
+
+    assert first.text
+    assert states == [h11.DONE]  # the whole request was written before the loop's next turn
+    assert fake.connections == 1
+
+
+async def test_the_connection_lock_excludes_and_is_taken_at_once_when_free():
+    lock = AsyncioLock()
+    turns: list[str] = []
+    asyncio.get_running_loop().call_soon(turns.append, "turn")
+    async with lock:
+        assert turns == []  # taken without yielding to the loop
+        waiter = asyncio.create_task(lock.__aenter__())
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+    await asyncio.wait_for(waiter, 1)
+    await lock.__aexit__()
