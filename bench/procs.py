@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -61,15 +62,42 @@ class Proc:
                 os.killpg(self.popen.pid, signal.SIGKILL)
 
 
+def server_env(work: Path, fake_port: int) -> dict[str, str]:
+    """The environment of a benchmarked server (and of its set-up commands): its own SQLite
+    database and media under `work`, the fake upstream on `fake_port`, no rate limits."""
+    return {
+        **os.environ,
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{work}/bench.sqlite3"),
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LLM_BACKEND": "m2her",
+        "M2HER_API_KEY": "bench",
+        "M2HER_BASE_URL": f"http://127.0.0.1:{fake_port}",
+        "CHAT_MESSAGES_PER_MINUTE": "1000000",
+        "CHAT_CONCURRENT_REPLIES_PER_USER": "1000",
+        "LOG_LEVEL": "WARNING",
+        "MEDIA_ROOT": str(work / "media"),
+    }
+
+
 def start(
-    name: str, args: list[str], env: dict[str, str], *, core: int, port: int, logs: Path
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    *,
+    core: int,
+    port: int,
+    logs: Path,
+    cwd: Path = ROOT,
 ) -> Proc:
     """Run `args` pinned to one core, in its own process group, and wait for its port."""
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
             ["taskset", "-c", str(core), *args],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

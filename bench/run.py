@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -255,21 +254,7 @@ def main() -> None:
     logs = procs.ROOT / "bench" / "results"
     logs.mkdir(exist_ok=True)
     args.port, fake_port = procs.free_port(), procs.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{work}/bench.sqlite3"),
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LLM_BACKEND": "m2her",
-        "M2HER_API_KEY": "bench",
-        "M2HER_BASE_URL": f"http://127.0.0.1:{fake_port}",
-        "CHAT_MESSAGES_PER_MINUTE": "1000000",
-        "CHAT_CONCURRENT_REPLIES_PER_USER": "1000",
-        "LOG_LEVEL": "WARNING",
-        "MEDIA_ROOT": str(work / "media"),
-    }
+    env = procs.server_env(work, fake_port)
     py = sys.executable
     subprocess.run(
         [py, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=procs.ROOT, check=True

@@ -1,0 +1,219 @@
+"""`python -m bench.ab REV`: this checkout's server against revision REV's, side by side.
+
+Two full runs of `make bench` on a shared machine differ by 10–25 %, more than most single
+changes. Here both servers run at once, pinned to the same core, each with its own database,
+against one fake upstream; every round measures both, a minute apart at most, and the rounds
+alternate which goes first, so the machine's drift falls on both. A round is, per server:
+`--singles` replies one after another (each on a new socket, as the benchmark's single stream),
+`--burst` replies started together, and, unless `--streams 0`, that many concurrent 50-token/s
+streams. It prints every round, then each measure's medians and in how many rounds this
+checkout came out lower. REV is checked out into a temporary worktree and run with this
+checkout's virtualenv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench import procs
+from bench.clients import StreamResult, app_stream
+from bench.run import LOAD_CORE, SERVER_CORE, summarise
+
+# Short replies for the time to first delta: it does not depend on their length.
+FIRST_DELTA_WORDS = 2
+MEASURES = (
+    ("single_p50_ms", "one reply's time to first delta (p50)"),
+    ("burst_p99_ms", "replies started together, time to first delta (p99)"),
+    ("streams_lag_p99_ms", "concurrent streams, delivery lag (p99)"),
+    ("cpu_us_per_delta", "concurrent streams, server CPU per delta (µs)"),
+    ("cpu_ms_per_reply", "singles and burst, server CPU per reply (ms)"),
+)
+
+
+@dataclass
+class Side:
+    name: str
+    root: Path
+    port: int = 0
+    clients: list[dict[str, Any]] = field(default_factory=list)
+    server: procs.Proc | None = None
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+    async def reply(
+        self, index: int, *, words: int, tps: float, delay: float = 0.0
+    ) -> StreamResult:
+        await asyncio.sleep(delay)
+        client = self.clients[index]
+        origin = f"http://127.0.0.1:{self.port}"
+        url = f"ws://127.0.0.1:{self.port}/ws/conversations/{client['conversation']}/"
+        try:
+            results = await app_stream(url, origin, client["cookie"], words=words, tps=tps)
+        except Exception as exc:
+            return StreamResult(error=repr(exc)[:300])
+        return results[0]
+
+    def cpu(self) -> float:
+        """The server's threads' CPU time, to the nanosecond (`/proc/PID/stat` counts in 10 ms
+        ticks, too coarse for a round's share)."""
+        assert self.server is not None
+        total = 0
+        for task in Path(f"/proc/{self.server.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that ended meanwhile
+        return total / 1e9
+
+
+async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float]:
+    cpu = side.cpu()
+    singles = [
+        await side.reply(i % len(side.clients), words=FIRST_DELTA_WORDS, tps=args.tps)
+        for i in range(args.singles)
+    ]
+    burst = await asyncio.gather(
+        *(side.reply(i, words=FIRST_DELTA_WORDS, tps=args.tps) for i in range(args.burst))
+    )
+    await asyncio.sleep(0.2)  # the burst's replies end and their sockets close
+    replies = args.singles + args.burst
+    row = {
+        "single_p50_ms": summarise(singles)["ttfd_p50_ms"],
+        "burst_p99_ms": summarise(list(burst))["ttfd_p99_ms"],
+        "cpu_ms_per_reply": round((side.cpu() - cpu) / replies * 1000, 3),
+    }
+    if args.streams:
+        spread = args.words / args.tps  # streams start over one reply's time, as `make bench`
+        cpu = side.cpu()
+        streams = await asyncio.gather(
+            *(
+                side.reply(i, words=args.words, tps=args.tps, delay=spread * i / args.streams)
+                for i in range(args.streams)
+            )
+        )
+        summary = summarise(list(streams))
+        row["streams_lag_p99_ms"] = summary["lag_p99_ms"]
+        row["cpu_us_per_delta"] = round((side.cpu() - cpu) / max(summary["words"], 1) * 1e6, 1)
+        errors = summary["errors"]
+    else:
+        errors = 0
+    errors += summarise(singles)["errors"] + summarise(list(burst))["errors"]
+    if errors:
+        row["errors"] = errors
+    return row
+
+
+async def compare(sides: list[Side], args: argparse.Namespace) -> None:
+    for side in sides:  # warm up: imports, the upstream connections, the caches
+        await asyncio.gather(*(side.reply(i, words=20, tps=args.tps) for i in range(10)))
+    for number in range(args.rounds):
+        for side in sides if number % 2 == 0 else sides[::-1]:
+            row = await measure_round(side, args)
+            side.rounds.append(row)
+            shown = ", ".join(f"{key} {value}" for key, value in row.items())
+            print(f"round {number + 1} {side.name}: {shown}", flush=True)
+
+
+def report(base: Side, head: Side, rev: str) -> None:
+    print(f"\nmedians over {len(head.rounds)} rounds ({rev} → this checkout)")
+    for key, label in MEASURES:
+        before = [row[key] for row in base.rounds if key in row]
+        after = [row[key] for row in head.rounds if key in row]
+        if not before or not after:
+            continue
+        lower = sum(1 for b, a in zip(before, after, strict=True) if a < b)
+        print(
+            f"  {label}: {statistics.median(before):.2f} → {statistics.median(after):.2f}"
+            f" (lower in {lower} of {len(after)} rounds)"
+        )
+
+
+def start_side(side: Side, work: Path, fake_port: int, count: int) -> None:
+    env = procs.server_env(work, fake_port)
+    env["DATABASE_URL"] = f"sqlite:///{work}/bench.sqlite3"  # each its own, whatever the run's
+    py = sys.executable
+    subprocess.run(
+        [py, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=side.root, check=True
+    )
+    prepared = subprocess.run(
+        [py, "-m", "bench.prepare", str(count)],
+        env=env,
+        cwd=side.root,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    side.clients = json.loads(prepared.stdout.strip().splitlines()[-1])["clients"]
+    side.port = procs.free_port()
+    daphne = [py, "-m", "companion.serve", "-b", "127.0.0.1", "-p", str(side.port)]
+    side.server = procs.start(
+        f"daphne-{side.name}",
+        [*daphne, "companion.asgi:application"],
+        env,
+        core=SERVER_CORE,
+        port=side.port,
+        logs=work,
+        cwd=side.root,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("rev", help="the revision to compare this checkout with, e.g. HEAD~1")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--singles", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--streams", type=int, default=300)
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--tps", type=float, default=50.0)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="companion-ab-"))
+    base = Side("base", work / "base")
+    head = Side("checkout", procs.ROOT)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--quiet", str(base.root), args.rev],
+        cwd=procs.ROOT,
+        check=True,
+    )
+    fake_port = procs.free_port()
+    env = procs.server_env(work, fake_port)
+    upstream = ["bench.fake_upstream", "--port", str(fake_port), "--tokens-per-second"]
+    fake = procs.start(
+        "fake_m2her",
+        [sys.executable, "-m", *upstream, str(args.tps)],
+        env,
+        core=LOAD_CORE,
+        port=fake_port,
+        logs=work,
+    )
+    sides = [base, head]
+    try:
+        for side in sides:
+            data = work / f"data-{side.name}"
+            data.mkdir()
+            start_side(side, data, fake_port, max(args.burst, args.streams, 10))
+        procs.pin_self(LOAD_CORE)
+        uvloop.run(compare(sides, args))
+        report(base, head, args.rev)
+    finally:
+        for side in sides:
+            if side.server is not None:
+                side.server.stop()
+        fake.stop()
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(base.root)], cwd=procs.ROOT, check=False
+        )
+
+
+if __name__ == "__main__":
+    main()
