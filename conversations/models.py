@@ -60,11 +60,21 @@ class Turn(models.Model):
     editing makes a new sibling active and leaves the old branch stored but inactive.
     """
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    # No index of its own: the unique (conversation, seq) and the indexes below lead with it,
+    # and every index is one more to update on each insert (two per message).
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="turns", db_index=False
+    )
     seq = models.BigIntegerField(help_text="Event number of the turn's creation.")
     updated_seq = models.BigIntegerField(help_text="Event number of the turn's last change.")
+    # Likewise: `turn_siblings_idx` (parent, seq) leads with it.
     parent = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="children",
+        db_index=False,
     )
     active = models.BooleanField(default=True)
     role = models.CharField(max_length=10, choices=Role.choices)

@@ -423,3 +423,24 @@ def test_a_start_that_breaks_after_storing_fails_its_placeholder_and_frees_the_c
     assert placeholder.error_code == "upstream_unavailable"
     LorebookEntry.objects.filter(pk=entry.pk).update(keys=["rain"])
     assert send(conversation, "And now?").prompt is not None  # not held busy
+
+
+def test_no_index_of_the_turn_table_is_the_leading_part_of_another():
+    # Every message inserts two turns, and each insert updates every index of the table: an
+    # index whose columns lead another one answers nothing the longer one cannot.
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Turn._meta.db_table)
+    indexes = {
+        name: tuple(found["columns"])
+        for name, found in constraints.items()
+        if found["index"] and not found["unique"] and not found["primary_key"]
+    }
+    everything = [tuple(found["columns"]) for found in constraints.values() if found["index"]]
+    covered = {
+        name: other
+        for name, columns in indexes.items()
+        for other in everything
+        if len(other) > len(columns) and other[: len(columns)] == columns
+    }
+    assert indexes  # the composite ones are there
+    assert covered == {}
