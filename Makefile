@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup lint typecheck pytest browser-test bench migrate seed clean
+.PHONY: run test setup lint typecheck pytest browser-test bench bench-ab migrate seed clean
 
 run: setup
 	@echo ""
@@ -55,6 +55,10 @@ browser-test: $(STAMP) .env
 
 bench: setup
 	$(PY) -m bench.run
+
+# This checkout's server against revision REV's (default: the last commit), side by side.
+bench-ab: setup
+	$(PY) -m bench.ab $(or $(REV),HEAD)
 
 clean:
 	rm -rf $(VENV) staticfiles
