@@ -7,6 +7,7 @@ import json
 
 import h11
 import pytest
+from httpcore._async.http11 import AsyncHTTP11Connection
 
 from conversations.llm.base import GenerationParams
 from conversations.llm.connection import AsyncioHTTPConnection, AsyncioLock
@@ -113,10 +114,10 @@ async def test_a_request_on_a_kept_alive_connection_is_sent_before_the_loop_turn
     assert (await run_stream(backend, user_says("warm")))[2] is None
     (connection,) = pool_of(backend).connections
     assert isinstance(connection, AsyncioHTTPConnection)
+    http11 = connection._connection
+    assert isinstance(http11, AsyncHTTP11Connection)
     states: list[object] = []
-    asyncio.get_running_loop().call_soon(
-        lambda: states.append(connection._connection._h11_state.our_state)
-    )
+    asyncio.get_running_loop().call_soon(lambda: states.append(http11._h11_state.our_state))
 
     stream = backend.stream(user_says("[[words=3]] again"), GenerationParams())
     first = await anext(stream)
