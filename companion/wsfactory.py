@@ -31,10 +31,16 @@ class WebSocketProtocol(ws_protocol.WebSocketProtocol):  # type: ignore[misc]  #
         socket. As a producer it does nothing more: while a request of its own is unfinished (an
         upgraded one never finishes) its `pauseProducing` and `resumeProducing` do nothing, and
         its `stopProducing` stops only a request's producer, which it has none of. So it is
-        unregistered here, and freed."""
+        unregistered here. The channel and its request also hold each other (the channel keeps a
+        request in its list until it finishes, which an upgraded one never does); taken off that
+        list, both are freed as soon as daphne lets go of the request, rather than left to the
+        garbage collector. The channel receives nothing more: the transport's protocol is this
+        one now."""
         transport = self.transport
-        if isinstance(getattr(transport, "producer", None), HTTPChannel):
+        producer = getattr(transport, "producer", None)
+        if isinstance(producer, HTTPChannel):
             transport.unregisterProducer()
+            producer.requests.clear()
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
