@@ -87,11 +87,13 @@ async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float
     )
     await asyncio.sleep(0.2)  # the burst's replies end and their sockets close
     replies = args.singles + args.burst
+    one, together = summarise(singles), summarise(list(burst))
     row = {
-        "single_p50_ms": summarise(singles)["ttfd_p50_ms"],
-        "burst_p99_ms": summarise(list(burst))["ttfd_p99_ms"],
+        "single_p50_ms": one["ttfd_p50_ms"],
+        "burst_p99_ms": together["ttfd_p99_ms"],
         "cpu_ms_per_reply": round((side.cpu() - cpu) / replies * 1000, 3),
     }
+    errors = one["errors"] + together["errors"]
     if args.streams:
         spread = args.words / args.tps  # streams start over one reply's time, as `make bench`
         cpu = side.cpu()
@@ -104,10 +106,7 @@ async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float
         summary = summarise(list(streams))
         row["streams_lag_p99_ms"] = summary["lag_p99_ms"]
         row["cpu_us_per_delta"] = round((side.cpu() - cpu) / max(summary["words"], 1) * 1e6, 1)
-        errors = summary["errors"]
-    else:
-        errors = 0
-    errors += summarise(singles)["errors"] + summarise(list(burst))["errors"]
+        errors += summary["errors"]
     if errors:
         row["errors"] = errors
     return row
