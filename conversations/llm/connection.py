@@ -1,54 +1,37 @@
-"""httpcore's HTTP/1.1 connections, locked with asyncio's own lock.
+"""httpcore's HTTP/1.1 connections, taking a free lock without a turn of the event loop.
 
 httpcore locks a connection twice on a request's way out (the connection, in case it must
 connect first, then its HTTP/1.1 state) and once more when the response closes, with anyio's
-`Lock`. That lock, even when nobody holds it, yields to the event loop inside a shielded cancel
-scope before it returns (~7 µs a lock here), so every model request waited two extra turns of
-the loop before its bytes went out; on a busy server a turn is milliseconds, paid by each reply's
-first word. asyncio's `Lock` is taken at once when free. Everything here runs on asyncio, and
-nothing cancels through anyio's cancel scopes, the one thing anyio's lock would also have
-checked for.
+`Lock`. By default that lock, even when nobody holds it, yields to the event loop inside a
+shielded cancel scope before it returns (~7 µs a lock here), so every model request waited two
+extra turns of the loop before its bytes went out; on a busy server a turn is milliseconds, paid
+by each reply's first word. anyio's `fast_acquire` takes a free lock at once (it still honours
+anyio's cancel scopes); these connections lock with it.
 """
 
 from __future__ import annotations
 
-import asyncio
-from types import TracebackType
 from typing import Any
 
+import anyio
 from httpcore import Request, Response
 from httpcore._async.connection import AsyncHTTPConnection
 from httpcore._async.http11 import AsyncHTTP11Connection
 from httpcore._synchronization import AsyncLock
 
 
-class AsyncioLock(AsyncLock):
-    """httpcore's `AsyncLock`, without the turn of the event loop on a free lock."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = asyncio.Lock()
+class PromptLock(AsyncLock):
+    """httpcore's `AsyncLock` on asyncio, taken at once when free."""
 
     def setup(self) -> None:
-        """Nothing to detect: always asyncio."""
-
-    async def __aenter__(self) -> AsyncioLock:
-        await self._lock.acquire()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        self._lock.release()
+        self._backend = "asyncio"
+        self._anyio_lock = anyio.Lock(fast_acquire=True)
 
 
 class AsyncioHTTP11Connection(AsyncHTTP11Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._state_lock = AsyncioLock()
+        self._state_lock = PromptLock()
 
 
 class AsyncioHTTPConnection(AsyncHTTPConnection):
@@ -58,7 +41,7 @@ class AsyncioHTTPConnection(AsyncHTTPConnection):
         super().__init__(*args, **kwargs)
         if self._http2 or not self._http1:
             raise ValueError("AsyncioHTTPConnection speaks HTTP/1.1 only")
-        self._request_lock = AsyncioLock()
+        self._request_lock = PromptLock()
 
     async def handle_async_request(self, request: Request) -> Response:
         # httpcore 1.0.9's, less its HTTP/2 branch, making the connection above.

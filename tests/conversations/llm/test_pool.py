@@ -10,7 +10,7 @@ import pytest
 from httpcore._async.http11 import AsyncHTTP11Connection
 
 from conversations.llm.base import GenerationParams
-from conversations.llm.connection import AsyncioHTTPConnection, AsyncioLock
+from conversations.llm.connection import AsyncioHTTPConnection, PromptLock
 from conversations.llm.m2her import m2her_backend
 from conversations.llm.pool import LinearConnectionPool
 from conversations.llm.transport import KEEPALIVE_CONNECTIONS
@@ -129,13 +129,18 @@ async def test_a_request_on_a_kept_alive_connection_is_sent_before_the_loop_turn
 
 
 async def test_the_connection_lock_excludes_and_is_taken_at_once_when_free():
-    lock = AsyncioLock()
+    lock = PromptLock()
     turns: list[str] = []
     asyncio.get_running_loop().call_soon(turns.append, "turn")
+
+    async def second() -> None:
+        async with lock:
+            turns.append("second")
+
     async with lock:
         assert turns == []  # taken without yielding to the loop
-        waiter = asyncio.create_task(lock.__aenter__())
+        waiter = asyncio.create_task(second())
         await asyncio.sleep(0.01)
-        assert not waiter.done()
+        assert turns == ["turn"]  # the second holder waits for the first
     await asyncio.wait_for(waiter, 1)
-    await lock.__aexit__()
+    assert turns == ["turn", "second"]
