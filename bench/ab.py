@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,8 +27,8 @@ from typing import Any
 import uvloop
 
 from bench import procs
-from bench.clients import StreamResult, app_stream
-from bench.run import LOAD_CORE, SERVER_CORE, summarise
+from bench.clients import StreamResult, client_reply
+from bench.run import LOAD_CORE, SERVER_CORE, run_json, summarise
 
 # Short replies for the time to first delta: it does not depend on their length.
 FIRST_DELTA_WORDS = 2
@@ -54,14 +54,7 @@ class Side:
         self, index: int, *, words: int, tps: float, delay: float = 0.0
     ) -> StreamResult:
         await asyncio.sleep(delay)
-        client = self.clients[index]
-        origin = f"http://127.0.0.1:{self.port}"
-        url = f"ws://127.0.0.1:{self.port}/ws/conversations/{client['conversation']}/"
-        try:
-            results = await app_stream(url, origin, client["cookie"], words=words, tps=tps)
-        except Exception as exc:
-            return StreamResult(error=repr(exc)[:300])
-        return results[0]
+        return await client_reply(self.port, self.clients[index], words=words, tps=tps)
 
     def cpu(self) -> float:
         """The server's threads' CPU time, to the nanosecond (`/proc/PID/stat` counts in 10 ms
@@ -144,15 +137,7 @@ def start_side(side: Side, work: Path, fake_port: int, count: int) -> None:
     subprocess.run(
         [py, "manage.py", "migrate", "--noinput", "-v0"], env=env, cwd=side.root, check=True
     )
-    prepared = subprocess.run(
-        [py, "-m", "bench.prepare", str(count)],
-        env=env,
-        cwd=side.root,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    side.clients = json.loads(prepared.stdout.strip().splitlines()[-1])["clients"]
+    side.clients = run_json("bench.prepare", env, str(count), cwd=side.root)["clients"]
     side.port = procs.free_port()
     daphne = [py, "-m", "companion.serve", "-b", "127.0.0.1", "-p", str(side.port)]
     side.server = procs.start(
@@ -179,24 +164,28 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="companion-ab-"))
     base = Side("base", work / "base")
     head = Side("checkout", procs.ROOT)
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", "--quiet", str(base.root), args.rev],
-        cwd=procs.ROOT,
-        check=True,
-    )
-    fake_port = procs.free_port()
-    env = procs.server_env(work, fake_port)
-    upstream = ["bench.fake_upstream", "--port", str(fake_port), "--tokens-per-second"]
-    fake = procs.start(
-        "fake_m2her",
-        [sys.executable, "-m", *upstream, str(args.tps)],
-        env,
-        core=LOAD_CORE,
-        port=fake_port,
-        logs=work,
-    )
     sides = [base, head]
+    fake: procs.Proc | None = None
+    finished = False
     try:
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--quiet", str(base.root), args.rev],
+            cwd=procs.ROOT,
+            check=True,
+        )
+        # The settings read `.env` where it exists (it is not committed): both servers alike.
+        if (procs.ROOT / ".env").exists():
+            shutil.copy(procs.ROOT / ".env", base.root / ".env")
+        fake_port = procs.free_port()
+        upstream = ["bench.fake_upstream", "--port", str(fake_port), "--tokens-per-second"]
+        fake = procs.start(
+            "fake_m2her",
+            [sys.executable, "-m", *upstream, str(args.tps)],
+            procs.server_env(work, fake_port),
+            core=LOAD_CORE,
+            port=fake_port,
+            logs=work,
+        )
         for side in sides:
             data = work / f"data-{side.name}"
             data.mkdir()
@@ -204,14 +193,20 @@ def main() -> None:
         procs.pin_self(LOAD_CORE)
         uvloop.run(compare(sides, args))
         report(base, head, args.rev)
+        finished = True
     finally:
         for side in sides:
             if side.server is not None:
                 side.server.stop()
-        fake.stop()
+        if fake is not None:
+            fake.stop()
         subprocess.run(
             ["git", "worktree", "remove", "--force", str(base.root)], cwd=procs.ROOT, check=False
         )
+        if finished:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"the servers' logs are in {work}", file=sys.stderr)
 
 
 if __name__ == "__main__":

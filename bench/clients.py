@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import websockets
 from websockets.typing import Origin
@@ -84,6 +85,20 @@ async def app_stream(
                     break
             results.append(result)
     return results
+
+
+async def client_reply(
+    port: int, client: dict[str, Any], *, words: int, tps: float
+) -> StreamResult:
+    """One reply on a new socket to the server on `port`, as `client` (a signed-in user and their
+    conversation, from `bench.prepare`); a failure is the result's error, not raised."""
+    base = f"127.0.0.1:{port}"
+    url = f"ws://{base}/ws/conversations/{client['conversation']}/"
+    try:
+        results = await app_stream(url, f"http://{base}", client["cookie"], words=words, tps=tps)
+    except Exception as exc:
+        return StreamResult(error=repr(exc)[:300])
+    return results[0]
 
 
 async def floor_stream(host: str, port: int, *, words: int, tps: float) -> StreamResult:

@@ -25,7 +25,7 @@ import httpx
 import uvloop
 
 from bench import procs
-from bench.clients import StreamResult, app_stream, floor_stream, open_idle
+from bench.clients import StreamResult, app_stream, client_reply, floor_stream, open_idle
 from bench.report import write_report
 
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -76,22 +76,12 @@ class Bench:
     async def app(
         self, count: int, *, words: int, spread: float, offset: int = 0
     ) -> list[StreamResult]:
-        async def one(i: int) -> list[StreamResult]:
+        async def one(i: int) -> StreamResult:
             await asyncio.sleep(spread * i / max(count, 1))
             client = self.clients[offset + i]
-            try:
-                return await app_stream(
-                    self.ws_url(client["conversation"]),
-                    self.origin,
-                    client["cookie"],
-                    words=words,
-                    tps=self.args.tps,
-                )
-            except Exception as exc:
-                return [StreamResult(error=repr(exc)[:300])]
+            return await client_reply(self.args.port, client, words=words, tps=self.args.tps)
 
-        batches = await asyncio.gather(*(one(i) for i in range(count)))
-        return [r for batch in batches for r in batch]
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
 
     async def floor(self, count: int, *, words: int, spread: float) -> list[StreamResult]:
         host, port = self.fake_base.removeprefix("http://").split(":")
@@ -220,11 +210,13 @@ class Bench:
         return {"reply_ttfd_p50_ms": summary["ttfd_p50_ms"], "reply_errors": summary["errors"]}
 
 
-def run_json(module: str, env: dict[str, str], *extra: str) -> dict[str, Any]:
+def run_json(
+    module: str, env: dict[str, str], *extra: str, cwd: Path = procs.ROOT
+) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", module, *extra],
         env=env,
-        cwd=procs.ROOT,
+        cwd=cwd,
         check=True,
         capture_output=True,
         text=True,
