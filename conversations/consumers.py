@@ -172,10 +172,12 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         # The text generated so far lives with the runner (maybe in another process): ask it.
         self.pending_sync = state
         try:
-            await streaming.request_snapshot(self.conversation_id, self.channel_name)
+            coming = await streaming.request_snapshot(self.conversation_id, self.channel_name)
         except Exception:
             # The layer is unreachable: answered from the database, not left waiting for good.
             log.exception("could not ask for a snapshot on %s", self.conversation_id)
+            coming = False
+        if not coming:
             await self._finish_sync(state, None)
             return
         self.snapshot_timer = asyncio.create_task(self._snapshot_timeout())

@@ -68,16 +68,21 @@ async def request_stop(conversation_id: UUID) -> None:
         log.exception("could not pass a stop on %s to other processes", conversation_id)
 
 
-async def request_snapshot(conversation_id: UUID, reply_channel: str) -> None:
+async def request_snapshot(conversation_id: UUID, reply_channel: str) -> bool:
+    """Ask the reply's runner for its text so far, sent to `reply_channel`; False when no
+    snapshot will come. With an in-process layer that is known at once: no runner of this
+    process writes the reply (it has just ended, or its process died), and no other can."""
     layer = get_channel_layer()
     if not reaches_other_processes(layer):
         runner = _runners.get(conversation_id)
-        if runner is not None:
-            await layer.send(reply_channel, runner.snapshot())
-        return
+        if runner is None:
+            return False
+        await layer.send(reply_channel, runner.snapshot())
+        return True
     await layer.group_send(
         control_group(conversation_id), {"type": "reply.snapshot", "reply_channel": reply_channel}
     )
+    return True
 
 
 def start_reply(start: ReplyStart, backend: ChatBackend) -> ReplyRunner:

@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from companion.asgi import application
 from conversations import streaming
+from conversations.fanout import reaches_other_processes
 from conversations.llm.factory import get_backend
 from conversations.services.conversations import conversation_create, conversation_delete
 from conversations.services.replies import reply_begin_for_message
@@ -178,6 +179,27 @@ async def test_in_one_process_a_reply_joins_no_control_group_and_still_hears_syn
     assert not stopped["content"].endswith("word40")
     await ws.disconnect()
     await tab.disconnect()
+
+
+async def test_a_sync_of_a_reply_no_runner_writes_is_answered_from_the_database_at_once(
+    conversation, owner
+):
+    # As a process that died mid-reply leaves it (or one that has just ended): stored as
+    # streaming, with no runner. In one process no other can hold it, so nothing is waited for.
+    start = await database_sync_to_async(reply_begin_for_message)(
+        conversation_id=conversation.pk, user_id=owner.pk, client_id=uuid.uuid4(), text="Hi"
+    )
+    assert streaming.running_reply(conversation.pk) is None
+    ws, connected = await open_socket(conversation.pk, owner)
+    assert connected
+    await send(ws, type="sync", after_seq=0)
+
+    # In one process, well before the two seconds a missing snapshot is waited for; with a
+    # shared layer another process might hold the reply, so the wait stays.
+    shared = reaches_other_processes(get_channel_layer())
+    state = (await collect_until(ws, "sync.state", timeout=5.0 if shared else 1.0))[-1]
+    assert state["streaming"] == {"turn_id": start.turn_id, "name": start.speaker, "content": ""}
+    await ws.disconnect()
 
 
 async def test_a_reply_outliving_the_stale_limit_is_kept_alive(
