@@ -6,8 +6,8 @@ copy, for as long as the socket is open (~3 KiB a socket on the benchmark's serv
 `SessionMiddleware` also wraps `send` so that a modified session is saved when an HTTP response
 starts; a websocket never sends one, so for a socket the wrapper only looks at the session
 (through a lazy object) on every frame and passes it on, ~7 µs a frame on the benchmark's
-machine (a streamed reply sends one frame per two or three words). Any other connection goes
-through Channels' stack.
+machine (a streamed reply sends one frame per two or three words). It serves websockets only
+(`companion.asgi` routes nothing else through it).
 
 The user is resolved once, at the handshake, and `session_signs_in` asks again later, of the
 stored session rather than the handshake's copy of it. Both decide as `django.contrib.auth.get_user`
@@ -23,9 +23,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
-from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -51,11 +49,10 @@ class WebsocketAuthMiddleware:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.others = CookieMiddleware(SessionMiddleware(_SessionUserMiddleware(inner)))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] != "websocket":
-            return await self.others(scope, receive, send)
+            raise ValueError(f"WebsocketAuthMiddleware serves websockets, not {scope['type']!r}")
         cookies: dict[str, str] = {}
         for name, value in scope.get("headers", ()):
             if name == b"cookie":
@@ -66,13 +63,6 @@ class WebsocketAuthMiddleware:
         user = await database_sync_to_async(session_user)(session)
         scope = dict(scope, cookies=cookies, session=session, user=user)
         return await self.inner(scope, receive, send)
-
-
-class _SessionUserMiddleware(AuthMiddleware):  # type: ignore[misc]
-    """Channels' `AuthMiddleware`, with the user resolved by `session_user`."""
-
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
-        scope["user"]._wrapped = await database_sync_to_async(session_user)(scope["session"])
 
 
 def websocket_auth_stack(inner: Any) -> WebsocketAuthMiddleware:

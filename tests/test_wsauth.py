@@ -29,9 +29,7 @@ async def through_the_stack(cookie: str | None, kind: str = "websocket") -> dict
     seen: dict[str, Any] = {}
 
     async def app(scope, receive, send):
-        # A websocket's scope has the user; Channels' stack, for anything else, a lazy object.
-        user = scope["user"]
-        seen["user"] = user if kind == "websocket" else user._wrapped
+        seen["user"] = scope["user"]  # the user itself, not a lazy object standing for it
         seen["session"] = scope["session"]
         seen["send"] = send
 
@@ -98,11 +96,11 @@ async def test_a_session_naming_no_user_of_this_server_is_anonymous():
         assert isinstance(seen["user"], AnonymousUser)
 
 
-async def test_other_connections_keep_the_session_saving_wrapper():
+async def test_a_connection_that_is_not_a_websocket_is_refused_loudly():
     owner = await database_sync_to_async(make_user)("owner")
-    seen = await through_the_stack(await database_sync_to_async(make_session_cookie)(owner), "http")
-    assert seen["user"].pk == owner.pk
-    assert seen["send"] is not seen["server_send"]
+    cookie = await database_sync_to_async(make_session_cookie)(owner)
+    with pytest.raises(ValueError, match="serves websockets"):
+        await through_the_stack(cookie, "http")
 
 
 def test_a_stored_session_signs_in_its_own_user_and_no_other(django_assert_num_queries):
