@@ -47,7 +47,7 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         copy = dict(message)
         queue = self.channels.get(channel)
         # Nothing waits in the channel, so a receiver may be waiting for it.
-        if (queue is None or queue.empty()) and hand_over(self._receivers.get(channel), copy):
+        if queue is None and hand_over(self._receivers.get(channel), copy):
             return
         if queue is None:
             queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
@@ -60,13 +60,11 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         self.require_valid_channel_name(channel)
         self._clean_expired()
         queue = self.channels.get(channel)
-        if queue is not None:
-            if not queue.empty():
-                message: dict[str, Any] = queue.get_nowait()[1]
-                if queue.empty():
-                    del self.channels[channel]
-                return message
-            del self.channels[channel]  # sends hand a waiting receiver their message directly
+        if queue is not None:  # never empty: emptied, it is dropped
+            message: dict[str, Any] = queue.get_nowait()[1]
+            if queue.empty():
+                del self.channels[channel]
+            return message
         receiver: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._receivers.setdefault(channel, []).append(receiver)
         try:

@@ -131,14 +131,3 @@ async def test_two_receivers_on_one_channel_get_one_message_each():
     await layer.send(channel, {"type": "t", "n": 1})
     await layer.send(channel, {"type": "t", "n": 2})
     assert sorted([(await first)["n"], (await second)["n"]]) == [1, 2]
-
-
-async def test_an_empty_queue_left_in_a_channel_does_not_strand_its_receiver():
-    layer = LocalChannelLayer()
-    channel = await layer.new_channel()
-    layer.channels[channel] = asyncio.Queue()  # a queue with nothing in it, however it came
-    receiving = asyncio.create_task(layer.receive(channel))
-    await asyncio.sleep(0)
-    await layer.send(channel, {"type": "t", "n": 1})
-
-    assert (await asyncio.wait_for(receiving, 1))["n"] == 1
