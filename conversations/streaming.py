@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +25,7 @@ from conversations.fanout import publish, reaches_other_processes
 from conversations.llm.base import ChatBackend, Completion, GenerationParams, TextDelta
 from conversations.llm.errors import ErrorCode, LLMError
 from conversations.llm.factory import reply_cost
+from conversations.llm.pacing import Pace, paced
 from conversations.models import TurnStatus
 from conversations.prompts import build_prompt, reply_limit
 from conversations.services.replies import ReplyStart, reply_finish, reply_keep_alive
@@ -286,7 +286,7 @@ class ReplyRunner:
                 self._first_flush = False
                 text = _joiner(self.sent, text) + text
             self.sent += text
-            self._next_flush = time.monotonic() + self._interval
+            self._next_flush = asyncio.get_running_loop().time() + self._interval
             await self._publish_next("reply.delta", turn_id=self.start.turn_id, text=text)
 
     def _flush_on_timer(self) -> None:
@@ -304,22 +304,27 @@ class ReplyRunner:
         """Stream the reply, sending coalesced deltas: the first at once, then about one per
         interval."""
         loop = asyncio.get_running_loop()
+        # Text that arrives before the next frame is due waits for it in the stream, which then
+        # wakes this task once per frame rather than once per token.
+        pace = Pace()
         # Closed here, not by the garbage collector: that frees the HTTP connection (or the local
         # model's worker) at once, and any error in closing is seen.
-        async with contextlib.aclosing(self.backend.stream(messages, params)) as stream:
-            async for item in stream:
-                if isinstance(item, TextDelta):
-                    self._pending.append(storable(item.text))
-                    now = time.monotonic()
-                    if now >= self._next_flush - self._slack:
-                        await self._flush()
-                    elif self._timer is None:
-                        self._timer = loop.call_later(
-                            self._next_flush + self._slack - now, self._flush_on_timer
-                        )
-                elif isinstance(item, Completion):
-                    self._completion = item
-                    return item
+        with paced(pace):
+            async with contextlib.aclosing(self.backend.stream(messages, params)) as stream:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        self._pending.append(storable(item.text))
+                        if loop.time() >= self._next_flush - self._slack:
+                            await self._flush()
+                        elif self._timer is None:
+                            self._timer = loop.call_at(
+                                self._next_flush + self._slack, self._flush_on_timer
+                            )
+                        pace.hold_until = self._next_flush - self._slack
+                        pace.deliver_by = self._next_flush + self._slack
+                    elif isinstance(item, Completion):
+                        self._completion = item
+                        return item
         raise LLMError(ErrorCode.TRUNCATED)
 
     async def _generate(self) -> None:

@@ -30,6 +30,8 @@ import httpcore
 import httpx
 from httpcore._async.http11 import AsyncHTTP11Connection, HTTP11ConnectionByteStream
 
+from conversations.llm.netbackend import AsyncioStream, Sink
+
 ChunkReader = Callable[[], Awaitable[bytes | None]]
 
 # What `_plain_chunk` takes: a size of 1 to 8 hex digits, nothing else on its line. Anything
@@ -103,6 +105,37 @@ class H11Body:
                 return data
         return await self._read_h11()
 
+    def attach_sink(self, sink: Sink) -> bool:
+        """Have the connection hand its bytes to `sink` as they arrive (see `take_plain`);
+        False when they cannot come that way now."""
+        if not self._plain or self._tail or not isinstance(self._network, AsyncioStream):
+            return False
+        return self._network.attach_sink(sink)
+
+    def detach_sink(self, sink: Sink) -> None:
+        if isinstance(self._network, AsyncioStream):
+            self._network.detach_sink(sink)
+
+    def take_plain(self, data: bytes) -> tuple[list[bytes], bool]:
+        """The data of the plain chunks `data` completes, and whether the bytes ahead may
+        still be plain ones. What is not taken (a chunk's start, or the first bytes that are not
+        a plain chunk) is kept, and `read` goes on from there."""
+        buf = self._tail + data if self._tail else data
+        chunks: list[bytes] = []
+        while buf:
+            try:
+                found = _plain_chunk(buf)
+            except _NotPlain:
+                self._tail = buf
+                return chunks, False
+            if found is None:
+                break
+            chunk, end = found
+            chunks.append(chunk)
+            buf = buf[end:]
+        self._tail = buf
+        return chunks, True
+
     async def _read_plain(self) -> bytes | None:
         """The next plain chunk's data; None once the bytes ahead are handed to h11."""
         buf = self._tail
@@ -167,11 +200,17 @@ class H11Body:
             raise httpx.RemoteProtocolError(str(exc)) from None
 
 
-def body_reader(response: httpx.Response) -> ChunkReader:
-    """A function returning the response body's next raw chunk, or None at its end."""
-    # A compressed body needs httpx's decoders; any other is read raw, directly when possible.
+def direct_body(response: httpx.Response) -> H11Body | None:
+    """The direct reader of the response's body, when it has one."""
+    # A compressed body needs httpx's decoders.
+    return None if "content-encoding" in response.headers else H11Body.attach(response)
+
+
+def body_reader(response: httpx.Response, direct: H11Body | None = None) -> ChunkReader:
+    """A function returning the response body's next raw chunk, or None at its end; `direct`
+    is `direct_body(response)` when the caller has it already."""
     encoded = "content-encoding" in response.headers
-    direct = None if encoded else H11Body.attach(response)
+    direct = direct or direct_body(response)
     if direct is not None:
         return direct.read
     chunks: AsyncIterator[bytes] = (

@@ -3,7 +3,8 @@
 httpcore's default asyncio path goes through anyio, whose socket stream pauses reading after
 every chunk and resumes it on the next read: two epoll changes and a cancel scope per read. A
 stream of tokens is one small read per token, and on the benchmark that was a quarter of the
-server's CPU. This backend keeps a plain `asyncio.Protocol` reading continuously into a buffer.
+server's CPU. This backend keeps a plain `asyncio.Protocol` reading continuously into a buffer,
+or, while a `Sink` is attached, handing each read to it in the callback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpcore
 import httpx
@@ -22,6 +23,17 @@ from conversations.llm.pool import LinearConnectionPool
 
 HIGH_WATER = 256 * 1024  # pause reading above this much unread data
 LOW_WATER = 64 * 1024
+
+
+class Sink(Protocol):
+    """Takes a connection's bytes as they arrive, in the event loop's callback, instead of a
+    reader task waking for each (`AsyncioStream.attach_sink`)."""
+
+    def data(self, data: bytes) -> bool:
+        """Take `data`; False when it wants nothing after it (later bytes are buffered)."""
+
+    def ended(self) -> None:
+        """The connection ended (closed, or broke): what is left is for a reader to find."""
 
 
 class _Protocol(asyncio.Protocol):
@@ -38,11 +50,18 @@ class _Protocol(asyncio.Protocol):
         # timer per read (asyncio.timeout) was a measurable cost with a read per token.
         self.read_deadline = 0.0
         self.deadline_timer: asyncio.TimerHandle | None = None
+        self.sink: Sink | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            if sink.data(data):
+                return
+            self.sink = None  # it has taken these bytes too
+            return
         self.buffer += data
         if len(self.buffer) > HIGH_WATER and self.transport is not None and not self.paused:
             self.paused = True
@@ -51,6 +70,7 @@ class _Protocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        self._end_sink()
         self._wake_reader()
         return False
 
@@ -60,8 +80,14 @@ class _Protocol(asyncio.Protocol):
             self.deadline_timer = None
         self.eof = True
         self.error = exc
+        self._end_sink()
         self._wake_reader()
         self.resume_writing()
+
+    def _end_sink(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.ended()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -108,6 +134,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
+
+    def attach_sink(self, sink: Sink) -> bool:
+        """Hand bytes to `sink` as they arrive; False (and nothing changed) while bytes are
+        buffered for a reader or the connection has ended: those are read first."""
+        protocol = self._protocol
+        if protocol.buffer or protocol.eof or protocol.read_waiter is not None:
+            return False
+        protocol.sink = sink
+        return True
+
+    def detach_sink(self, sink: Sink) -> None:
+        if self._protocol.sink is sink:
+            self._protocol.sink = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol

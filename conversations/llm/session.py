@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 
 from conversations.llm.base import Completion, StreamEvent, TextDelta
-from conversations.llm.body import body_reader
+from conversations.llm.body import body_reader, direct_body
 from conversations.llm.classify import http_error, parse_retry_after, sensitivity_error
 from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
+from conversations.llm.pacing import Pace, current_pace
 from conversations.llm.sse import SSEError, SSEParser
 from conversations.llm.think import ThinkStripper
 from conversations.llm.transport import HttpSettings, Watchdog, transport_error
@@ -33,17 +34,31 @@ log = logging.getLogger(__name__)
 
 
 class StreamSession:
-    """One HTTP exchange read into reply events; `open` reads up to the first event."""
+    """One HTTP exchange read into reply events; `open` reads up to the first event.
+
+    Read by a task with a `Pace` (`conversations.llm.pacing`), a body coming as plain chunks
+    over one of `ClientPool`'s connections is parsed in the connection's callback as it arrives
+    ("pushed"): the task wakes once per batch the pace asks for, not once per token, which was
+    the largest share of the server's CPU per token that was not the parsing itself.
+    """
 
     __slots__ = (
         "_decoder",
+        "_direct",
         "_ended",
+        "_loop",
         "_next_chunk",
+        "_pace",
         "_parser",
         "_parts",
+        "_push_error",
+        "_pushed",
+        "_pushing",
         "_response",
         "_think",
         "_unframed",
+        "_waiter",
+        "_wake_timer",
         "_watchdog",
         "finished",
     )
@@ -55,12 +70,20 @@ class StreamSession:
         self._parser = SSEParser()
         self._think = ThinkStripper()
         self._parts: list[str] = []
-        self._next_chunk = body_reader(response)
+        self._direct = direct_body(response)
+        self._next_chunk = body_reader(response, self._direct)
         self._ended = False  # no more to read: the body ended, broke, or went silent
         self.finished = False
         # Kept until the first SSE event: a body that never had one may be a mislabelled
         # JSON error (or reply) and is decoded as such at the end.
         self._unframed: bytearray | None = bytearray()
+        self._loop = asyncio.get_running_loop()
+        self._pace: Pace | None = current_pace()
+        self._pushing = False  # the connection hands its bytes to `data`
+        self._pushed: list[StreamEvent] = []  # parsed there, for the reader to take
+        self._push_error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake_timer: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(
@@ -108,38 +131,147 @@ class StreamSession:
         return session, events
 
     async def next_events(self) -> list[StreamEvent]:
+        if not (self._pushing or self._ended) and self._pace is not None and self._direct:
+            self._pushing = self._direct.attach_sink(self)
+        while self._pushing and not self._pushed and self._push_error is None:
+            await self._wait_pushed()  # woken early (a timer for text taken since), it waits on
+        if self._pushed or self._push_error is not None:
+            return self._take_pushed()
         out: list[StreamEvent] = []
-        decoder = self._decoder
         while not out:
             chunk = await self._read()
             if chunk is None:
                 if self._unframed:
                     return self._unframed_body(bytes(self._unframed))
                 return self._complete()
-            try:
-                events = self._parser.feed(chunk)
-            except SSEError as exc:
-                raise _malformed(exc) from None
-            if self._unframed is not None:
-                self._unframed += chunk
-                if events or len(self._unframed) > ERROR_BODY_LIMIT:
-                    self._unframed = None
-            for event, data in events:
-                try:
-                    text = decoder.feed(event, data)
-                except MALFORMED as exc:
-                    raise _malformed(exc) from None
-                if text:
-                    text = self._think.feed(text)
-                    if text:
-                        self._parts.append(text)
-                        out.append(TextDelta(text))
-                if decoder.done:
-                    out.extend(self._complete())
-                    return out
+            out = self._parse(chunk)
         return out
 
+    def _parse(self, chunk: bytes) -> list[StreamEvent]:
+        """The events `chunk` completes; at the stream's end, its completion too."""
+        try:
+            events = self._parser.feed(chunk)
+        except SSEError as exc:
+            raise _malformed(exc) from None
+        if self._unframed is not None:
+            self._unframed += chunk
+            if events or len(self._unframed) > ERROR_BODY_LIMIT:
+                self._unframed = None
+        out: list[StreamEvent] = []
+        decoder = self._decoder
+        for event, data in events:
+            try:
+                text = decoder.feed(event, data)
+            except MALFORMED as exc:
+                raise _malformed(exc) from None
+            if text:
+                text = self._think.feed(text)
+                if text:
+                    self._parts.append(text)
+                    out.append(TextDelta(text))
+            if decoder.done:
+                out.extend(self._complete())
+                break
+        return out
+
+    # The connection's sink while pushing (`netbackend.Sink`), called in its callback.
+
+    def data(self, data: bytes) -> bool:
+        direct = self._direct
+        if direct is None or not self._pushing:
+            return False  # not expected: nothing takes bytes once pushing has stopped
+        chunks, plain = direct.take_plain(data)
+        self._watchdog.received()
+        try:
+            for chunk in chunks:
+                self._pushed += self._parse(chunk)
+                if self.finished:
+                    plain = False  # the rest of the body (its end) is read as it always is
+                    break
+        except Exception as exc:
+            # Raised to the reader, as the same bytes read by it would have raised it there.
+            self._push_error = exc
+            plain = False
+        if not plain:
+            self._pushing = False
+            self._wake()
+            return False
+        pace = self._pace
+        if self._pushed and pace is not None:
+            if self._loop.time() >= pace.hold_until:
+                self._wake()
+            elif self._wake_timer is None:
+                self._wake_timer = self._loop.call_at(pace.deliver_by, self._wake)
+        if self._waiter is not None:
+            self._watchdog.waiting()  # still waiting: a silence counts from these bytes on
+        return True
+
+    def ended(self) -> None:
+        # Whatever ended the connection is found by reading on, as without pushing.
+        self._pushing = False
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_pushed(self) -> None:
+        """Wait for the callback to wake this reader. When the upstream stays silent too long,
+        what it parsed before is still handed over, and the silence's outcome after it."""
+        watchdog = self._watchdog
+        watchdog.waiting()
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        except asyncio.CancelledError:
+            if not watchdog.timed_out():
+                raise
+            self._stop_pushing()
+            self._ended = True
+            if self._decoder.finish_reason is None:
+                self._push_error = self._silence_error()
+            else:
+                # The reply was over; the server just never closed.
+                try:
+                    self._pushed += self._complete()
+                except LLMError as exc:
+                    self._push_error = exc
+        finally:
+            self._waiter = None
+
+    def _take_pushed(self) -> list[StreamEvent]:
+        """What the callback parsed since the reader last took it, its texts as one delta (the
+        reader coalesces them anyway); a failure after them is raised on the next call."""
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+        events, self._pushed = self._pushed, []
+        if not events:
+            error, self._push_error = self._push_error, None
+            if error is None:
+                return []
+            self._ended = True
+            raise error
+        texts = [e.text for e in events if isinstance(e, TextDelta)]
+        if len(texts) < 2:
+            return events
+        rest = [e for e in events if not isinstance(e, TextDelta)]
+        return [TextDelta("".join(texts)), *rest]
+
+    def _stop_pushing(self) -> None:
+        if self._direct is not None:
+            self._direct.detach_sink(self)
+        self._pushing = False
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+
     async def aclose(self) -> None:
+        self._stop_pushing()
         self._watchdog.stop()
         drain = self.finished and not self._ended
         self._ended = True  # closed: a second call has nothing left to read
@@ -177,10 +309,7 @@ class StreamSession:
                 if self._decoder.finish_reason is not None:
                     self._ended = True
                     return None  # the reply was over; the server just never closed
-                detail = (
-                    "the reply went on too long" if watchdog.overran else "the stream went silent"
-                )
-                raise LLMError(ErrorCode.TIMEOUT, detail=detail) from None
+                raise self._silence_error() from None
             raise
         except httpx.HTTPError as exc:
             self._ended = True
@@ -192,6 +321,12 @@ class StreamSession:
             return None
         watchdog.received()
         return chunk
+
+    def _silence_error(self) -> LLMError:
+        detail = (
+            "the reply went on too long" if self._watchdog.overran else "the stream went silent"
+        )
+        return LLMError(ErrorCode.TIMEOUT, detail=detail)
 
     async def _read_body(self, limit: int) -> bytes:
         parts: list[bytes] = []
