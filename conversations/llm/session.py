@@ -48,6 +48,7 @@ class StreamSession:
         "_ended",
         "_loop",
         "_next_chunk",
+        "_over",
         "_pace",
         "_parser",
         "_parts",
@@ -60,7 +61,6 @@ class StreamSession:
         "_waiter",
         "_wake_timer",
         "_watchdog",
-        "finished",
     )
 
     def __init__(self, response: httpx.Response, decoder: Decoder, watchdog: Watchdog) -> None:
@@ -73,7 +73,7 @@ class StreamSession:
         self._direct = direct_body(response)
         self._next_chunk = body_reader(response, self._direct)
         self._ended = False  # no more to read: the body ended, broke, or went silent
-        self.finished = False
+        self._over = False  # the stream's last event is in: its `Completion` is made
         # Kept until the first SSE event: a body that never had one may be a mislabelled
         # JSON error (or reply) and is decoded as such at the end.
         self._unframed: bytearray | None = bytearray()
@@ -84,6 +84,12 @@ class StreamSession:
         self._push_error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._wake_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The reader has been handed the `Completion`: there is nothing more to ask for. (Made
+        in the connection's callback, it may still wait to be taken, or a failure after it.)"""
+        return self._over and not self._pushed and self._push_error is None
 
     @classmethod
     async def open(
@@ -131,7 +137,7 @@ class StreamSession:
         return session, events
 
     async def next_events(self) -> list[StreamEvent]:
-        if not (self._pushing or self._ended) and self._pace is not None and self._direct:
+        if not (self._pushing or self._ended or self._over) and self._pace and self._direct:
             self._pushing = self._direct.attach_sink(self)
         while self._pushing and not self._pushed and self._push_error is None:
             await self._wait_pushed()  # woken early (a timer for text taken since), it waits on
@@ -185,7 +191,7 @@ class StreamSession:
         try:
             for chunk in chunks:
                 self._pushed += self._parse(chunk)
-                if self.finished:
+                if self._over:
                     plain = False  # the rest of the body (its end) is read as it always is
                     break
         except Exception as exc:
@@ -273,7 +279,7 @@ class StreamSession:
     async def aclose(self) -> None:
         self._stop_pushing()
         self._watchdog.stop()
-        drain = self.finished and not self._ended
+        drain = self._over and not self._ended
         self._ended = True  # closed: a second call has nothing left to read
         try:
             if drain:
@@ -364,7 +370,7 @@ class StreamSession:
         return self._complete()
 
     def _complete(self) -> list[StreamEvent]:
-        self.finished = True
+        self._over = True
         self._watchdog.stop()
         decoder = self._decoder
         events: list[StreamEvent] = []

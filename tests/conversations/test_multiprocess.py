@@ -1,6 +1,7 @@
 """Two daphne processes sharing Redis: tabs on different processes see one reply, can stop it,
 and can resume it — the reply's runner lives in whichever process started it."""
 
+import asyncio
 import json
 import uuid
 
@@ -63,7 +64,7 @@ async def connect(server, conversation, cookie):
 async def until(ws, kind, timeout=15):
     events = []
     while True:
-        event = json.loads(await ws.recv(timeout))
+        event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         events.append(event)
         if event["type"] == kind:
             return events

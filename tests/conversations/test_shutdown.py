@@ -2,6 +2,7 @@
 streams: the reply ends stored as `interrupted` with the text sent so far, not left "streaming"
 with nobody writing it."""
 
+import asyncio
 import json
 import os
 import signal
@@ -50,19 +51,19 @@ async def test_a_reply_streaming_when_the_server_stops_is_stored_as_interrupted(
 ):
     stranger = await connect(server, conversation, await database_sync_to_async(make_user)("x"))
     with pytest.raises(websockets.ConnectionClosed) as refused:
-        await stranger.recv(10)
+        await asyncio.wait_for(stranger.recv(), 10)
     assert refused.value.rcvd is not None
     assert refused.value.rcvd.code == 4404  # another user's conversation, as everywhere
     ws = await connect(server, conversation, conversation.owner)
     await ws.send(json.dumps({"type": "sync", "after_seq": 0}))
-    assert json.loads(await ws.recv(10))["type"] == "sync.state"
+    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "sync.state"
     text = "[[words=200]] a long story"
     await ws.send(
         json.dumps({"type": "message.send", "client_id": str(uuid.uuid4()), "text": text})
     )
     seen = ""
     while len(seen.split()) < 5:
-        event = json.loads(await ws.recv(10))
+        event = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if event["type"] == "reply.delta":
             seen += event["text"]
 

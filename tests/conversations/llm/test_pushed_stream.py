@@ -310,3 +310,57 @@ async def test_a_reader_busy_when_text_came_is_not_woken_for_it_again_later():
     # Taken as soon as the reader came back for it, the held text's wake-up was no longer due;
     # the reader went on waiting for the rest, which came as it does.
     assert texts == list(words)
+
+
+async def test_a_reply_that_ends_while_its_reader_is_busy_still_hands_over_its_end():
+    words = ("one ", "two ", "three")
+    events = [
+        b"data: %s\n\n" % json.dumps({"choices": [{"delta": {"content": w}}]}).encode()
+        for w in words
+    ]
+    end = b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+    parts = [
+        (0, CHUNKED_HEAD + chunk(events[0])),
+        (0.02, chunk(events[1])),
+        # The rest of the reply, its end included, comes while the reader is busy with "two".
+        (0.02, chunk(events[2]) + chunk(end) + chunk(b"")),
+    ]
+    server, port = await scripted_server(parts, linger=2)
+    backend = m2her_backend(base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, http=NO_RETRY)
+    pace = Pace()
+    texts, completion = [], None
+    async with server:
+        with paced(pace):
+            async for event in backend.stream(user_says("count"), GenerationParams()):
+                if isinstance(event, TextDelta):
+                    texts.append(event.text)
+                    if len(texts) == 2:
+                        await asyncio.sleep(0.1)  # busy: publishing the text, say
+                else:
+                    completion = event
+        await backend.aclose()
+
+    assert "".join(texts) == "one two three"
+    assert completion is not None
+    assert completion.text == "one two three"
+
+
+async def test_a_body_ending_without_a_finish_reason_while_pushing_says_so_after_its_text():
+    events = [
+        b"data: %s\n\n" % json.dumps({"choices": [{"delta": {"content": w}}]}).encode()
+        for w in ("one ", "two")
+    ]
+    parts = [
+        (0, CHUNKED_HEAD + chunk(events[0])),
+        (0.02, chunk(events[1]) + chunk(b"")),  # the body ends: no finish reason, no [DONE]
+    ]
+    server, port = await scripted_server(parts, linger=2)
+    backend = m2her_backend(base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, http=NO_RETRY)
+    async with server:
+        texts, completion, error = await run_paced(backend, user_says("count"), hold=0.5)
+        await backend.aclose()
+
+    assert texts == ["one ", "two"]
+    assert completion is None
+    assert error.code == ErrorCode.TRUNCATED
+    assert "finish reason" in error.detail
