@@ -7,6 +7,7 @@ import httpx
 from conversations.llm.base import ChatMessage, Completion, GenerationParams, TextDelta
 from conversations.llm.errors import LLMError
 from conversations.llm.m2her import m2her_backend
+from conversations.llm.pacing import Pace, paced
 from conversations.llm.transport import ClientPool, HttpSettings
 
 MESSAGES: list[ChatMessage] = [
@@ -48,6 +49,34 @@ async def run_stream(backend, messages=MESSAGES, params=None):
     except LLMError as exc:
         error = exc
     return texts, completion, error
+
+
+async def run_paced(backend, messages=MESSAGES, *, hold=0.05):
+    """`run_stream` by a reader with a pace (`conversations.llm.pacing`) that, after each delta,
+    lets arriving text wait `hold` seconds for it, as the reply runner does between frames."""
+    loop = asyncio.get_running_loop()
+    pace = Pace()
+    texts, completion, error = [], None, None
+    with paced(pace):
+        try:
+            async for event in backend.stream(messages, GenerationParams()):
+                if isinstance(event, TextDelta):
+                    texts.append(event.text)
+                    pace.hold_until = pace.deliver_by = loop.time() + hold
+                else:
+                    completion = event
+        except LLMError as exc:
+            error = exc
+    return texts, completion, error
+
+
+async def disconnected(fake, timeout=5.0):
+    """Whether the fake service's last request was disconnected by the client within `timeout`."""
+    for _ in range(int(timeout / 0.05)):
+        if fake.requests[-1].disconnected:
+            return True
+        await asyncio.sleep(0.05)
+    return fake.requests[-1].disconnected
 
 
 def recorded_backend(

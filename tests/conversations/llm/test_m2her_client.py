@@ -20,12 +20,17 @@ from tests.conversations.llm.helpers import (
     FAST,
     MESSAGES,
     chunk,
+    disconnected,
+    run_paced,
     run_stream,
     scripted_server,
     user_says,
 )
 
 STYLES = ["chat_completions", "chatcompletion_v2", "responses"]
+# Read token by token, and with a pace, when the tokens are parsed in the connection's callback
+# (`conversations.llm.pacing`): the same text, errors and limits either way.
+READERS = pytest.mark.parametrize("read", [run_stream, run_paced], ids=["pulled", "paced"])
 NO_RETRY = dataclasses.replace(FAST, max_retries=0)
 
 
@@ -235,22 +240,25 @@ async def test_a_token_limit_that_clears_after_a_backoff_was_a_rate_limit(make_b
 
 
 @pytest.mark.parametrize("style", STYLES)
-async def test_nothing_is_retried_once_a_delta_was_yielded(make_backend, fake, style):
+@READERS
+async def test_nothing_is_retried_once_a_delta_was_yielded(make_backend, fake, style, read):
     backend = make_backend(style)
 
-    texts, completion, error = await run_stream(backend, user_says("[[midstream_error]] a b c d"))
+    # Tokens apart, so that a paced reader's connection hands them over as they come.
+    texts, completion, error = await read(backend, user_says("[[tps=100]][[midstream_error]] a b"))
 
-    assert texts == ["You ", "said: "]
+    assert "".join(texts) == "You said: "
     assert completion is None
     assert error.code == ErrorCode.UPSTREAM_UNAVAILABLE
     assert error.retryable
     assert len(fake.requests) == 1
 
 
-async def test_connection_cut_mid_reply_is_truncated_without_retry(make_backend, fake):
+@READERS
+async def test_connection_cut_mid_reply_is_truncated_without_retry(make_backend, fake, read):
     backend = make_backend()
 
-    texts, _, error = await run_stream(backend, user_says("[[cut=3]] one two three four"))
+    texts, _, error = await read(backend, user_says("[[tps=100]][[cut=3]] one two three four"))
 
     assert "".join(texts) == "You said: one "
     assert error.code == ErrorCode.TRUNCATED
@@ -289,12 +297,13 @@ async def test_first_byte_may_take_longer_than_the_idle_limit(make_backend):
     assert completion.text == "You said: x"
 
 
-async def test_silent_gap_between_deltas_times_out_after_the_first_delta(make_backend):
+@READERS
+async def test_silent_gap_between_deltas_times_out_after_the_first_delta(make_backend, read):
     # The stall is shorter than the first-byte limit: only the idle limit can end it.
     http = dataclasses.replace(NO_RETRY, first_byte_timeout=5.0, idle_timeout=0.3)
     backend = make_backend(http=http)
 
-    texts, completion, error = await run_stream(backend, user_says("[[stall=2]] a b"))
+    texts, completion, error = await read(backend, user_says("[[stall=2]] a b"))
 
     assert texts == ["You "]
     assert completion is None
@@ -328,11 +337,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(make_backe
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    for _ in range(100):
-        if fake.requests[-1].disconnected:
-            break
-        await asyncio.sleep(0.05)
-    assert fake.requests[-1].disconnected
+    assert await disconnected(fake)
     assert not fake.requests[-1].completed
 
 
@@ -343,11 +348,7 @@ async def test_closing_the_stream_early_closes_the_upstream_connection(make_back
     assert isinstance(await anext(stream), TextDelta)
     await stream.aclose()
 
-    for _ in range(100):
-        if fake.requests[-1].disconnected:
-            break
-        await asyncio.sleep(0.05)
-    assert fake.requests[-1].disconnected
+    assert await disconnected(fake)
 
 
 async def test_the_api_key_never_appears_in_reprs_errors_or_logs(make_backend, caplog):
