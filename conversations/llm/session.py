@@ -218,9 +218,7 @@ class StreamSession:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wake_timer is not None:
-            self._wake_timer.cancel()
-            self._wake_timer = None
+        self._cancel_wake_timer()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -252,9 +250,7 @@ class StreamSession:
     def _take_pushed(self) -> list[StreamEvent]:
         """What the callback parsed since the reader last took it, its texts as one delta (the
         reader coalesces them anyway); a failure after them is raised on the next call."""
-        if self._wake_timer is not None:
-            self._wake_timer.cancel()
-            self._wake_timer = None
+        self._cancel_wake_timer()
         events, self._pushed = self._pushed, []
         if not events:
             error, self._push_error = self._push_error, None
@@ -272,6 +268,9 @@ class StreamSession:
         if self._direct is not None:
             self._direct.detach_sink(self)
         self._pushing = False
+        self._cancel_wake_timer()
+
+    def _cancel_wake_timer(self) -> None:
         if self._wake_timer is not None:
             self._wake_timer.cancel()
             self._wake_timer = None
