@@ -206,13 +206,16 @@ def direct_body(response: httpx.Response) -> H11Body | None:
     return None if "content-encoding" in response.headers else H11Body.attach(response)
 
 
-def body_reader(response: httpx.Response, direct: H11Body | None = None) -> ChunkReader:
-    """A function returning the response body's next raw chunk, or None at its end; `direct`
-    is `direct_body(response)` when the caller has it already."""
+def body_reader(response: httpx.Response) -> ChunkReader:
+    """A function returning the response body's next raw chunk, or None at its end."""
+    direct = direct_body(response)
+    return direct.read if direct is not None else httpx_reader(response)
+
+
+def httpx_reader(response: httpx.Response) -> ChunkReader:
+    """`body_reader` for a response without a direct reader: through httpx's streams (and its
+    decoders, for a compressed body)."""
     encoded = "content-encoding" in response.headers
-    direct = direct or direct_body(response)
-    if direct is not None:
-        return direct.read
     chunks: AsyncIterator[bytes] = (
         response.aiter_bytes() if encoded else response.aiter_raw()
     ).__aiter__()

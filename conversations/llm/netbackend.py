@@ -58,9 +58,8 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         sink = self.sink
         if sink is not None:
-            if sink.data(data):
-                return
-            self.sink = None  # it has taken these bytes too
+            if not sink.data(data):
+                self.sink = None  # it has taken these bytes, and wants none after them
             return
         self.buffer += data
         if len(self.buffer) > HIGH_WATER and self.transport is not None and not self.paused:
