@@ -16,14 +16,14 @@ traffic counters do not count these frames; neither daphne nor this project read
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
-TextWriter = Callable[[str], bool]
+TextWriter = Callable[[Sequence[str]], bool]
 
 _FIN_TEXT = 0x81  # FIN set, opcode 1 (text)
 _OPEN = AutobahnProtocol.STATE_OPEN
@@ -39,8 +39,9 @@ def frame_header(length: int) -> bytes:
 
 
 def text_writer(send: Any) -> TextWriter | None:
-    """For an ASGI `send` that is daphne's for a websocket, a function that writes one text
-    frame directly and returns whether it did; None for any other server (a test's, say)."""
+    """For an ASGI `send` that is daphne's for a websocket, a function that writes text frames
+    directly, all of them in one write to the socket, and returns whether it did (it writes all
+    or none); None for any other server (a test's, say)."""
     if not (
         isinstance(send, functools.partial)
         and getattr(send.func, "__func__", None) is Server.handle_reply
@@ -53,7 +54,7 @@ def text_writer(send: Any) -> TextWriter | None:
     connections: dict[Any, dict[str, Any]] = handle_reply.__self__.connections
     protocol: Any = send.args[0]
 
-    def write_text(text: str) -> bool:
+    def write_texts(texts: Sequence[str]) -> bool:
         connection = connections.get(protocol)
         # As daphne's `handle_reply`: nothing for a connection it has let go of. The ASGI path
         # decides (it drops the frame silently).
@@ -61,14 +62,17 @@ def text_writer(send: Any) -> TextWriter | None:
             return False
         if not _plain(protocol):
             return False
-        payload = text.encode()
-        limit = protocol.maxMessagePayloadSize
-        if 0 < limit < len(payload) or 0 < protocol.autoFragmentSize < len(payload):
-            return False  # autobahn refuses or fragments it: left to autobahn
-        protocol.transport.write(frame_header(len(payload)) + payload)
+        limit, fragment = protocol.maxMessagePayloadSize, protocol.autoFragmentSize
+        parts: list[bytes] = []
+        for text in texts:
+            payload = text.encode()
+            if 0 < limit < len(payload) or 0 < fragment < len(payload):
+                return False  # autobahn refuses or fragments it: left to autobahn
+            parts += (frame_header(len(payload)), payload)
+        protocol.transport.write(b"".join(parts))
         return True
 
-    return write_text
+    return write_texts
 
 
 def _plain(protocol: Any) -> bool:

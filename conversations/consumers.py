@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -50,7 +51,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     revocation_group: str | None = None
     session_id: str | None = None
     # Events are written straight to daphne's connection where it can (`companion.wsframes`).
-    write_text: wsframes.TextWriter | None = None
+    write_texts: wsframes.TextWriter | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -97,7 +98,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.user_id = user.pk
         self.buffered = []
-        self.write_text = wsframes.text_writer(self.base_send)
+        self.write_texts = wsframes.text_writer(self.base_send)
         await fanout.subscribe(self.conversation_id, self)
 
     async def sockets_close(self, message: CloseMessage) -> None:
@@ -141,17 +142,23 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 }
             )
 
-    async def deliver(self, seq: int, text: str) -> None:
-        """An event for this conversation (called by `fanout`, from the task that made it)."""
+    async def deliver(self, frames: Sequence[tuple[int, str]]) -> None:
+        """Events for this conversation (called by `fanout`, from the task that made them)."""
         if self.syncing:
-            self.buffered.append((seq, text))
-        elif seq > self.sent_seq:
-            self.sent_seq = seq
-            await self._send_event(text)
+            self.buffered.extend(frames)
+        else:
+            await self._send_events(frames)
 
-    async def _send_event(self, text: str) -> None:
-        if self.write_text is None or not self.write_text(text):
-            await self.send(text_data=text)
+    async def _send_events(self, frames: Sequence[tuple[int, str]]) -> None:
+        """The events this client has not been sent yet, in one write where it can."""
+        texts = []
+        for seq, text in frames:
+            if seq > self.sent_seq:
+                self.sent_seq = seq
+                texts.append(text)
+        if texts and (self.write_texts is None or not self.write_texts(texts)):
+            for text in texts:
+                await self.send(text_data=text)
 
     async def _begin_sync(self, after_seq: int) -> None:
         if self.pending_sync is not None:
@@ -230,8 +237,6 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         )
         # Still syncing: events arriving while these are sent join the queue behind them.
         while self.buffered:
-            event_seq, text = self.buffered.pop(0)
-            if event_seq > self.sent_seq:
-                self.sent_seq = event_seq
-                await self._send_event(text)
+            frames, self.buffered = self.buffered, []
+            await self._send_events(frames)
         self.syncing = False

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -31,7 +31,8 @@ RETRY_SECONDS = 1.0
 
 
 class Subscriber(Protocol):
-    async def deliver(self, seq: int, text: str) -> None: ...
+    async def deliver(self, frames: Sequence[tuple[int, str]]) -> None:
+        """Events published together, as (seq, text) in order: written to a socket at once."""
 
 
 def reaches_other_processes(layer: BaseChannelLayer) -> bool:
@@ -99,17 +100,16 @@ class _Hub:
         if not _failed(join):
             await self.layer.group_discard(events_group(conversation_id), await self.channel())
 
-    async def deliver(self, conversation_id: UUID, frames: Iterable[tuple[int, str]]) -> None:
+    async def deliver(self, conversation_id: UUID, frames: Sequence[tuple[int, str]]) -> None:
         sockets = self.local.get(conversation_id)
         if not sockets:
             return
-        for seq, text in frames:
-            for socket in list(sockets):
-                try:
-                    await socket.deliver(seq, text)
-                except Exception:
-                    # One broken socket must not cost the others (or the reply) their events.
-                    log.exception("could not deliver event %s", seq)
+        for socket in list(sockets):
+            try:
+                await socket.deliver(frames)
+            except Exception:
+                # One broken socket must not cost the others (or the reply) their events.
+                log.exception("could not deliver events %s", [seq for seq, _ in frames])
 
     async def _listen(self, channel: str) -> None:
         while True:

@@ -150,7 +150,7 @@ class ReplyRunner:
         self.task: asyncio.Task[None] | None = None
         self.closing = _closing  # asked for while the server stops: not started
         self.started = False  # whether its task has begun (a cancel before then is lost)
-        self.seq = start.next_seq - 1  # the last number used; reply.started takes the next
+        self.seq = start.next_seq  # the last number used: `reply.started`, in the start's events
         self.sent = start.prefix  # the text clients have been sent
         # The seq of the last event that changed `sent`. A snapshot carries this one, not
         # `self.seq`: once the outcome is stored `self.seq` is the outcome's number, and a tab
@@ -260,10 +260,6 @@ class ReplyRunner:
             "seq": self.sent_seq,
         }
 
-    async def _emit(self, kind: str, **fields: Any) -> None:
-        async with self._publishing:
-            await self._publish_next(kind, **fields)
-
     async def _publish_next(self, kind: str, **fields: Any) -> None:
         """Number and publish one event of the reply's text; the caller holds `_publishing`."""
         self.seq += 1
@@ -332,7 +328,6 @@ class ReplyRunner:
         if start.prompt is None:
             raise ValueError("a reply needs a prompt")
         prompt = build_prompt(start.prompt)
-        await self._emit("reply.started", turn_id=start.turn_id, name=start.speaker)
         limit = reply_limit(start.prompt, prompt)
         if not limit:
             # Sent anyway, a strict window refuses it or cuts it short, after retries.

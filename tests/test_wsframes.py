@@ -79,8 +79,37 @@ def test_a_frame_is_the_bytes_autobahn_writes(connection, text):
     assert writer is not None
     connection.protocol.sendMessage(text.encode())
     by_autobahn = connection.written()
-    assert writer(text) is True
+    assert writer([text]) is True
     assert connection.written() == by_autobahn
+
+
+def test_several_frames_are_written_at_once_in_order(connection):
+    writer = text_writer(connection.send)
+    assert writer is not None
+    texts = ["first", "é" * 200, "a" * 0x10000, ""]
+    for text in texts:
+        connection.protocol.sendMessage(text.encode())
+    by_autobahn = connection.written()
+    writes: list[bytes] = []
+    write = connection.transport.write
+
+    def counted(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    connection.transport.write = counted
+    assert writer(texts) is True
+    assert writes == [by_autobahn]
+
+
+def test_frames_written_together_are_all_or_none(connection):
+    writer = text_writer(connection.send)
+    assert writer is not None
+    _fragmenting(connection.protocol)
+    # The first would be written as it is; the second autobahn fragments: neither is written
+    # here, so that the caller sends both, in order, through autobahn.
+    assert writer(["abc", "abcdef"]) is False
+    assert connection.written() == b""
 
 
 async def test_daphnes_own_send_gets_a_writer_and_others_do_not(connection):
@@ -94,7 +123,7 @@ async def test_daphnes_own_send_gets_a_writer_and_others_do_not(connection):
     await asyncio.sleep(0)  # daphne schedules the application as a task
     writer = text_writer(sends[0])
     assert writer is not None
-    assert writer("hello") is True
+    assert writer(["hello"]) is True
     assert connection.written() == b"\x81\x05hello"
 
     async def other_server_send(message: Any) -> None:
@@ -159,7 +188,7 @@ def test_anything_autobahn_would_do_more_for_is_left_to_it(connection, change):
     writer = text_writer(connection.send)
     assert writer is not None
     change(connection.protocol)
-    assert writer("hello") is False
+    assert writer(["hello"]) is False
     assert connection.written() == b""
 
 
@@ -171,7 +200,7 @@ def test_a_connection_daphne_has_let_go_of_is_left_to_daphne(connection, let_go)
         connection.server.connections[connection.protocol]["disconnected"] = 1.0
     else:
         del connection.server.connections[connection.protocol]
-    assert writer("hello") is False
+    assert writer(["hello"]) is False
     assert connection.written() == b""
 
 

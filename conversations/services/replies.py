@@ -49,6 +49,9 @@ class ChatActionError(Exception):
 
 @dataclass
 class ReplyStart:
+    """A stored start. `events` are to be published before the reply runs, ending with its
+    `reply.started`, numbered `next_seq`; the runner numbers its own events after that one."""
+
     conversation_id: UUID
     turn_id: int
     speaker: str
@@ -310,6 +313,10 @@ def _start(
         events.extend(
             event("turn.created", t.seq, turn=w) for t, w in zip(created, wires, strict=True)
         )
+        # With the turns it follows: one publication (and one socket write) for all of them.
+        events.append(
+            event("reply.started", next_seq, turn_id=placeholder.pk, name=placeholder.name)
+        )
         prompt = prompt_input_for_conversation(
             conversation=conversation, continue_last=continue_last, recent=recent
         )
@@ -386,7 +393,7 @@ def reply_begin_continue(*, conversation_id: UUID, user_id: int) -> ReplyStart:
             ]
         )
     start = _start(conversation, target, [], first + 1, continue_last=True)
-    start.events = [event("turn.updated", first, turn=turns_to_wire([target])[0])]
+    start.events.insert(0, event("turn.updated", first, turn=turns_to_wire([target])[0]))
     return start
 
 

@@ -20,13 +20,15 @@ from tests.factories import make_character
 class Socket:
     def __init__(self) -> None:
         self.frames: list[tuple[int, str]] = []
+        self.deliveries = 0
 
-    async def deliver(self, seq: int, text: str) -> None:
-        self.frames.append((seq, text))
+    async def deliver(self, frames):
+        self.frames.extend(frames)
+        self.deliveries += 1
 
 
 class BrokenSocket:
-    async def deliver(self, seq: int, text: str) -> None:
+    async def deliver(self, frames):
         raise ConnectionResetError("gone")
 
 
@@ -41,6 +43,8 @@ async def test_every_socket_gets_each_event_in_order_serialised_once():
     assert [json.loads(text) for _, text in one.frames] == events
     # The same string object for every socket: serialised once per event, not once per socket.
     assert all(a is b for (_, a), (_, b) in zip(one.frames, two.frames, strict=True))
+    # Published together, handed over together (one write to each socket).
+    assert one.deliveries == two.deliveries == 1
     await fanout.unsubscribe(conversation_id, one)
     await fanout.unsubscribe(conversation_id, two)
 
@@ -66,7 +70,7 @@ async def test_a_broken_socket_does_not_cost_the_others_their_events(caplog):
     await fanout.subscribe(conversation_id, fine)
     await fanout.publish(conversation_id, [event("turns.hidden", 3, turn_ids=[])])
     assert [seq for seq, _ in fine.frames] == [3]
-    assert "could not deliver event 3" in caplog.text
+    assert "could not deliver events [3]" in caplog.text
     await fanout.unsubscribe(conversation_id, broken)
     await fanout.unsubscribe(conversation_id, fine)
 
