@@ -145,9 +145,7 @@ class RemoteBackend:
             nonlocal token_limits
             client = self._clients.get()
             try:
-                request = client.build_request(
-                    "POST", self.url, content=content, headers=self._headers
-                )
+                request = client.post_request(self.url, self._headers, content)
             except httpx.InvalidURL as exc:
                 raise LLMError(ErrorCode.BAD_REQUEST, detail=str(exc), retryable=False) from None
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,16 @@ class _NoCookies(httpx.Cookies):
         return None
 
 
+@dataclass(frozen=True)
+class _PostTemplate:
+    url: httpx.URL
+    headers: httpx.Headers
+    extensions: dict[str, Any]
+
+
+_POST_TEMPLATES = 16
+
+
 class ModelClient(httpx.AsyncClient):
     """An `httpx.AsyncClient` that keeps no cookies.
 
@@ -53,6 +64,33 @@ class ModelClient(httpx.AsyncClient):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._no_cookies = _NoCookies()
+        self._posts: dict[tuple[str, tuple[tuple[str, str], ...]], _PostTemplate] = {}
+
+    def post_request(self, url: str, headers: Mapping[str, str], content: bytes) -> httpx.Request:
+        """`build_request("POST", url, content=content, headers=headers)`, with what it merges
+        from the client (its base URL, headers and timeouts) worked out once per URL and
+        headers: every reply is such a request, and the merging cost more than the rest of
+        building it (parsing the URL alone ~20 µs)."""
+        key = (url, tuple(headers.items()))
+        template = self._posts.get(key)
+        if template is None:
+            built = self.build_request("POST", url, headers=headers)
+            merged, given = httpx.Headers(built.headers), httpx.Headers(headers)
+            # Left for each request to add, as it does when built: its own length (this one
+            # has no body), and the host, which it puts first.
+            for automatic in ("Content-Length", "Host"):
+                if automatic not in given:
+                    merged.pop(automatic, None)
+            template = _PostTemplate(built.url, merged, built.extensions)
+            if len(self._posts) < _POST_TEMPLATES:  # a bounded set: one per backend in use
+                self._posts[key] = template
+        return httpx.Request(
+            "POST",
+            template.url,
+            content=content,
+            headers=template.headers,  # copied by the request, which then adds its length
+            extensions=template.extensions,  # likewise copied
+        )
 
     @property
     def cookies(self) -> httpx.Cookies:

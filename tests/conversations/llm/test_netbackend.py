@@ -112,6 +112,31 @@ async def test_the_default_client_pool_uses_the_asyncio_backend():
     assert isinstance(backend, AsyncioBackend)
 
 
+async def test_a_model_request_is_the_one_httpx_builds():
+    pool = ClientPool(HttpSettings(connect_timeout=3.0))
+    client = pool.get()
+    headers = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+    url = "http://127.0.0.1:9/v1/text/chatcompletion_v2"
+    for content in (b'{"a": 1}', b'{"longer": "body"}', b'{"a": 1}'):
+        ours = client.post_request(url, headers, content)
+        theirs = client.build_request("POST", url, content=content, headers=headers)
+        assert (ours.method, ours.url, ours.headers.raw, ours.extensions) == (
+            theirs.method,
+            theirs.url,
+            theirs.headers.raw,
+            theirs.extensions,
+        )
+        assert ours.read() == content
+        assert ours.headers["content-length"] == str(len(content))
+    # Another backend's URL and key get their own.
+    other = client.post_request("http://127.0.0.1:9/other", {"Authorization": "Bearer j"}, b"")
+    assert other.url.path == "/other"
+    assert other.headers["authorization"] == "Bearer j"
+    with pytest.raises(httpx.InvalidURL):
+        client.post_request("http://\x00x/", headers, b"")
+    await pool.aclose()
+
+
 async def test_cookies_the_model_service_sets_are_not_sent_back():
     # One client carries every user's requests: a cookie one reply set must not go with the
     # next (whoever's it is).
