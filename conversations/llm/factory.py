@@ -9,9 +9,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from conversations.llm.base import ChatBackend, Usage
 from conversations.llm.local import LocalBackend
@@ -49,7 +52,25 @@ _backends: dict[BackendConfig, ChatBackend] = {}
 
 
 def backend_config() -> BackendConfig:
-    """The configured backend, validated."""
+    """The configured backend, validated. Read once (every reply asks, three times); a change
+    of settings, as tests make, has it read again."""
+    global _config
+    config = _config
+    if config is None:
+        config = _config = _read_config()
+    return config
+
+
+_config: BackendConfig | None = None
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs: Any) -> None:
+    global _config
+    _config = None
+
+
+def _read_config() -> BackendConfig:
     kind = settings.LLM_BACKEND
     if kind not in BACKENDS:
         raise ImproperlyConfigured(f"LLM_BACKEND must be one of {BACKENDS}, not {kind!r}")
