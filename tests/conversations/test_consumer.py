@@ -189,7 +189,8 @@ async def test_continue_extends_a_reply_cut_at_length(m2her, conversation, owner
     assert first["finish_reason"] == "length"
     await send(ws, type="reply.continue")
     events = await collect_until(ws, "reply.completed")
-    assert events[0]["type"] == "turn.updated"
+    assert [e["type"] for e in events[:2]] == ["turn.updated", "reply.started"]
+    assert [e["seq"] for e in events] == sorted({e["seq"] for e in events})
     assert events[0]["turn"]["status"] == "streaming"
     done = events[-1]
     assert done["turn_id"] == first["turn_id"]
