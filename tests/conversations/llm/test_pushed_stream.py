@@ -175,28 +175,29 @@ async def test_closing_a_pushed_stream_early_lets_go_of_its_connection(make_back
     assert completion.text == "You said: again"
 
 
-async def test_a_compressed_body_is_read_without_pushing():
-    body = b'data: {"choices": [{"delta": {"content": "Hi."}, "finish_reason": "stop"}]}\n\n'
-
-    def handler(request):
-        return httpx.Response(
-            200,
-            headers={"content-type": "text/event-stream", "content-encoding": "identity"},
-            content=body,
-        )
-
-    transport = httpx.MockTransport(handler)
-    backend = m2her_backend(
-        base_url="https://api.example.test",
-        api_key=API_KEY,
-        http=FAST,
-        clients=ClientPool(FAST, transport=transport),
-    )
-    texts, completion, error = await run_paced(backend, user_says("hi"))
+@pytest.mark.parametrize("encoding", [None, "identity"])
+async def test_a_compressed_body_is_read_without_pushing(encoding):
+    # Tokens 10 ms apart, for a reader that lets text wait 50 ms: pushed, they come in batches.
+    words = [f"w{i} " for i in range(10)]
+    head = CHUNKED_HEAD
+    if encoding is not None:
+        head = head.replace(b"\r\n\r\n", b"\r\nContent-Encoding: %s\r\n\r\n" % encoding.encode())
+    events = [chunk(e) for e in sse(*words)]
+    parts = [
+        (0, head + events[0]),
+        *((0.01, e) for e in events[1:]),
+        (0.01, chunk(END) + chunk(b"")),
+    ]
+    async with scripted_backend(parts) as backend:
+        texts, completion, error = await run_paced(backend, user_says("count"), hold=0.05)
 
     assert error is None
-    assert texts == ["Hi."]
-    assert completion.text == "Hi."
+    assert "".join(texts) == completion.text == "".join(words)
+    if encoding is None:
+        assert len(texts) < len(words)
+    else:
+        # Through httpx's decoders, token by token, as an unpaced reader reads it.
+        assert texts == words
 
 
 async def test_text_held_for_the_reader_when_the_upstream_falls_silent_is_kept():
