@@ -140,7 +140,7 @@ class StreamSession:
         if not (self._pushing or self._ended or self._over) and self._pace and self._direct:
             self._pushing = self._direct.attach_sink(self)
         while self._pushing and not self._pushed and self._push_error is None:
-            await self._wait_pushed()  # woken early (a timer for text taken since), it waits on
+            await self._wait_pushed()  # until the callback hands over text, a failure or the end
         if self._pushed or self._push_error is not None:
             return self._take_pushed()
         out: list[StreamEvent] = []

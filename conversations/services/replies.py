@@ -50,7 +50,8 @@ class ChatActionError(Exception):
 @dataclass
 class ReplyStart:
     """A stored start. `events` are to be published before the reply runs, ending with its
-    `reply.started`, numbered `next_seq`; the runner numbers its own events after that one."""
+    `reply.started`, numbered `next_seq`; the runner numbers its own events after that one. A
+    `duplicate` (a message sent before) has neither and starts nothing."""
 
     conversation_id: UUID
     turn_id: int
