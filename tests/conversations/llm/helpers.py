@@ -1,6 +1,8 @@
 """Shared helpers for driving backends in tests."""
 
 import asyncio
+import dataclasses
+import json
 
 import httpx
 
@@ -28,6 +30,18 @@ FAST = HttpSettings(
     retry_after_cap=2.0,
     retry_base_delay=0.01,
 )
+
+NO_RETRY = dataclasses.replace(FAST, max_retries=0)
+# A reply's last events, as one chunk: the finish reason, then `[DONE]`.
+END = b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+
+
+def sse(*texts: str) -> list[bytes]:
+    """One SSE event a text, each a delta of a chat-completions stream."""
+    return [
+        b"data: %s\n\n" % json.dumps({"choices": [{"delta": {"content": t}}]}).encode()
+        for t in texts
+    ]
 
 
 def user_says(text, history=MESSAGES[:-1]) -> list[ChatMessage]:

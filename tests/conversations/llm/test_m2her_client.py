@@ -19,6 +19,7 @@ from tests.conversations.llm.helpers import (
     CHUNKED_HEAD,
     FAST,
     MESSAGES,
+    NO_RETRY,
     chunk,
     disconnected,
     run_paced,
@@ -31,7 +32,6 @@ STYLES = ["chat_completions", "chatcompletion_v2", "responses"]
 # Read token by token, and with a pace, when the tokens are parsed in the connection's callback
 # (`conversations.llm.pacing`): the same text, errors and limits either way.
 READERS = pytest.mark.parametrize("read", [run_stream, run_paced], ids=["pulled", "paced"])
-NO_RETRY = dataclasses.replace(FAST, max_retries=0)
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import json
 import random
 
 import httpx
@@ -22,26 +21,16 @@ from conversations.llm.transport import ClientPool
 from tests.conversations.llm.conftest import API_KEY
 from tests.conversations.llm.helpers import (
     CHUNKED_HEAD,
-    FAST,
+    END,
+    NO_RETRY,
     chunk,
     disconnected,
     run_paced,
     run_stream,
     scripted_server,
+    sse,
     user_says,
 )
-
-NO_RETRY = dataclasses.replace(FAST, max_retries=0)
-# A reply's last events, as one chunk: the finish reason, then `[DONE]`.
-END = b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
-
-
-def sse(*texts: str) -> list[bytes]:
-    """One SSE event a text, each a delta of a chat-completions stream."""
-    return [
-        b"data: %s\n\n" % json.dumps({"choices": [{"delta": {"content": t}}]}).encode()
-        for t in texts
-    ]
 
 
 @contextlib.asynccontextmanager
