@@ -317,7 +317,9 @@ class ReplyRunner:
                                 self._next_flush + self._slack, self._flush_on_timer
                             )
                         pace.hold_until = self._next_flush - self._slack
-                        pace.deliver_by = self._next_flush + self._slack
+                        # Before this task's own timer (`_next_flush + _slack`): text held for it
+                        # then joins the frame that timer would send without it.
+                        pace.deliver_by = self._next_flush + self._slack / 2
                     elif isinstance(item, Completion):
                         self._completion = item
                         return item

@@ -2,6 +2,7 @@
 out of range, clients that skip `sync`, replies that outlive the stale limit."""
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -13,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from companion.asgi import application
-from conversations import streaming
+from conversations import fanout, streaming
 from conversations.fanout import reaches_other_processes
 from conversations.llm.factory import get_backend
 from conversations.services.conversations import conversation_create, conversation_delete
@@ -29,6 +30,7 @@ from tests.conversations.chat_helpers import (
     stored_turns,
     synced,
 )
+from tests.conversations.llm.helpers import CHUNKED_HEAD, END, chunk, scripted_server, sse
 from tests.factories import make_character, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -438,3 +440,52 @@ def _another_users_conversation(username):
     """A second user, and their conversation with a plain character."""
     user = make_user(username)
     return user, conversation_create(owner=user, character=make_character(), persona=None)
+
+
+class SlowFirstFrameSocket:
+    """A subscriber (a socket, to `fanout`) slow to take the reply's first frame, as a publish
+    through a distant layer is; it notes when each frame of text reaches it."""
+
+    def __init__(self) -> None:
+        self.deltas: list[tuple[float, str]] = []
+
+    async def deliver(self, frames):
+        for _, text in frames:
+            frame = json.loads(text)
+            if frame["type"] == "reply.delta":
+                self.deltas.append((asyncio.get_running_loop().time(), frame["text"]))
+                if len(self.deltas) == 1:
+                    await asyncio.sleep(0.04)
+
+
+async def test_text_held_while_a_frame_waits_goes_out_with_that_frame(
+    m2her, conversation, owner, settings
+):
+    settings.CHAT_FLUSH_INTERVAL_MS = 200  # frames 200 ms apart, text held up to 50 ms
+    # w2 comes while the first frame is still being published, so the reply takes it early;
+    # w3 comes after, and waits in the stream for the second frame.
+    events = [chunk(e) for e in sse("w1 ", "w2 ", "w3 ", "w4")]
+    parts = [
+        (0, CHUNKED_HEAD + events[0]),
+        (0.02, events[1]),
+        (0.04, events[2]),
+        (0.36, events[3] + chunk(END) + chunk(b"")),
+    ]
+    server, port = await scripted_server(parts, linger=1.0)
+    settings.M2HER_BASE_URL = f"http://127.0.0.1:{port}"
+    socket = SlowFirstFrameSocket()
+    async with server:
+        start = await database_sync_to_async(reply_begin_for_message)(
+            conversation_id=conversation.pk, user_id=owner.pk, client_id=uuid.uuid4(), text="Hi"
+        )
+        await fanout.subscribe(conversation.pk, socket)
+        try:
+            await streaming.ReplyRunner(start, get_backend())._generate()
+        finally:
+            await fanout.unsubscribe(conversation.pk, socket)
+
+    (first, text1), (second, text2), *rest = socket.deltas
+    assert (text1, text2) == ("w1 ", "w2 w3 ")
+    # In the second frame, which leaves before the reply's own timer for w2 (250 ms) would.
+    assert second - first < 0.245
+    assert [text for _, text in rest] == ["w4"]
