@@ -208,8 +208,11 @@ class StreamSession:
                 self._wake()
             elif self._wake_timer is None:
                 self._wake_timer = self._loop.call_at(pace.deliver_by, self._wake)
-        if self._waiter is not None:
-            self._watchdog.waiting()  # still waiting: a silence counts from these bytes on
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            # Still waiting: a silence counts from these bytes on. A reader woken for them is
+            # not waiting on the network until it asks again, however long it is busy.
+            self._watchdog.waiting()
         return True
 
     def ended(self) -> None:

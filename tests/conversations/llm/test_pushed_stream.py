@@ -274,3 +274,22 @@ async def test_a_body_ending_without_a_finish_reason_while_pushing_says_so_after
     assert completion is None
     assert error.code == ErrorCode.TRUNCATED
     assert "finish reason" in error.detail
+
+
+async def test_a_reader_busy_past_the_idle_limit_is_not_taken_for_a_silence():
+    # As when read token by token, only waiting on the network counts: the reader is busy
+    # 0.3 s with the second text (pushed: the first is read with the headers), and the third
+    # comes 0.1 s after it waits again.
+    http = dataclasses.replace(NO_RETRY, idle_timeout=0.25)
+    events = [chunk(e) for e in sse("w1 ", "w2 ", "w3")]
+    parts = [
+        (0, CHUNKED_HEAD),
+        (0.05, events[0]),
+        (0.05, events[1]),
+        (0.4, events[2] + chunk(END) + chunk(b"")),
+    ]
+    async with scripted_backend(parts, http=http) as backend:
+        texts, completion = await read_busy(backend, busy_after=2, busy=0.3)
+
+    assert texts == ["w1 ", "w2 ", "w3"]
+    assert completion.text == "w1 w2 w3"
