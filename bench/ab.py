@@ -5,8 +5,8 @@ changes. Here both servers run at once, pinned to the same core, each with its o
 against one fake upstream; every round measures both, a minute apart at most, and the rounds
 alternate which goes first, so the machine's drift falls on both. A round is, per server:
 `--singles` replies one after another (each on a new socket, as the benchmark's single stream),
-`--burst` replies started together, and, unless `--streams 0`, that many concurrent 50-token/s
-streams. It prints every round, then each measure's medians and in how many rounds this
+`--burst` replies started together, as many new sockets opening while ten open ones each send a
+message, and, unless `--streams 0`, that many concurrent 50-token/s streams. It prints every round, then each measure's medians and in how many rounds this
 checkout came out lower. REV is checked out into a temporary worktree and run with this
 checkout's virtualenv.
 """
@@ -20,21 +20,30 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvloop
+import websockets
 
 from bench import procs
-from bench.clients import StreamResult, client_reply
-from bench.run import LOAD_CORE, SERVER_CORE, run_json, summarise
+from bench.clients import StreamResult, client_reply, open_idle, reply_on
+from bench.run import LOAD_CORE, SERVER_CORE, ms, pct, run_json, summarise
 
 # Short replies for the time to first delta: it does not depend on their length.
 FIRST_DELTA_WORDS = 2
+# Sockets already open that each send a message while a crowd of new sockets opens, one every
+# `CHAT_GAP` seconds from the crowd's start.
+CHATTERS = 10
+CHAT_GAP = 0.02
 MEASURES = (
     ("single_p50_ms", "one reply's time to first delta (p50)"),
     ("burst_p99_ms", "replies started together, time to first delta (p99)"),
+    ("burst_from_connect_p99_ms", "replies started together, from connecting (p99)"),
+    ("crowd_chat_p90_ms", "a reply on an open socket while a crowd opens, first delta (p90)"),
+    ("crowd_ready_p99_ms", "the crowd's sockets ready, from connecting (p99)"),
     ("streams_lag_p99_ms", "concurrent streams, delivery lag (p99)"),
     ("cpu_us_per_delta", "concurrent streams, server CPU per delta (µs)"),
     ("cpu_ms_per_reply", "singles and burst, server CPU per reply (ms)"),
@@ -84,9 +93,11 @@ async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float
     row = {
         "single_p50_ms": one["ttfd_p50_ms"],
         "burst_p99_ms": together["ttfd_p99_ms"],
+        "burst_from_connect_p99_ms": together["from_connect_p99_ms"],
         "cpu_ms_per_reply": round((side.cpu() - cpu) / replies * 1000, 3),
     }
     errors = one["errors"] + together["errors"]
+    row["crowd_chat_p90_ms"], row["crowd_ready_p99_ms"] = await crowd_round(side, args)
     if args.streams:
         spread = args.words / args.tps  # streams start over one reply's time, as `make bench`
         cpu = side.cpu()
@@ -103,6 +114,36 @@ async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float
     if errors:
         row["errors"] = errors
     return row
+
+
+async def crowd_round(side: Side, args: argparse.Namespace) -> tuple[float, float]:
+    """`args.burst` new sockets open (connect and sync) at once while `CHATTERS` open ones each
+    send a message: the chatters' time to first delta (p90) and how long the crowd's sockets
+    took to be ready (p99), in milliseconds."""
+    base = f"127.0.0.1:{side.port}"
+
+    async def opened(client: dict[str, Any]) -> websockets.ClientConnection:
+        url = f"ws://{base}/ws/conversations/{client['conversation']}/"
+        return await open_idle(url, f"http://{base}", client["cookie"])
+
+    async def arrive(client: dict[str, Any]) -> tuple[websockets.ClientConnection, float]:
+        started = time.perf_counter()
+        ws = await opened(client)
+        return ws, time.perf_counter() - started
+
+    async def chat(index: int, ws: websockets.ClientConnection) -> StreamResult:
+        await asyncio.sleep(CHAT_GAP * (index + 1))
+        return await reply_on(ws, words=FIRST_DELTA_WORDS, tps=args.tps)
+
+    chatters = [await opened(c) for c in side.clients[args.burst : args.burst + CHATTERS]]
+    crowd = asyncio.gather(*(arrive(c) for c in side.clients[: args.burst]))
+    chats = await asyncio.gather(*(chat(i, ws) for i, ws in enumerate(chatters)))
+    arrived = await crowd
+    for ws in [*chatters, *(ws for ws, _ in arrived)]:
+        await ws.close()
+    await asyncio.sleep(0.2)  # their sockets close
+    first = [r.ttfd for r in chats if r.ttfd is not None]
+    return ms(pct(first, 90)), ms(pct([took for _, took in arrived], 99))
 
 
 async def compare(sides: list[Side], args: argparse.Namespace) -> None:
@@ -189,7 +230,7 @@ def main() -> None:
         for side in sides:
             data = work / f"data-{side.name}"
             data.mkdir()
-            start_side(side, data, fake_port, max(args.burst, args.streams, 10))
+            start_side(side, data, fake_port, max(args.burst + CHATTERS, args.streams, 10))
         procs.pin_self(LOAD_CORE)
         uvloop.run(compare(sides, args))
         report(base, head, args.rev)

@@ -17,6 +17,9 @@ from websockets.typing import Origin
 @dataclass
 class StreamResult:
     ttfd: float | None = None  # seconds from request to first text
+    # Seconds from starting to connect to the first text: for a socket's first reply, what its
+    # page waits from opening the socket, setting it up included.
+    from_connect: float | None = None
     lags: list[float] = field(default_factory=list)  # per word: arrival - its due time
     frames: int = 0
     words: int = 0
@@ -26,8 +29,11 @@ class StreamResult:
 class _Timeline:
     """Turns arrivals of numbered words into delivery lags against the upstream's pacing."""
 
-    def __init__(self, started: float, tps: float, result: StreamResult) -> None:
+    def __init__(
+        self, started: float, tps: float, result: StreamResult, connecting: float | None = None
+    ) -> None:
         self.started = started
+        self.connecting = connecting
         self.tps = tps
         self.result = result
         self.first_at = 0.0
@@ -44,6 +50,8 @@ class _Timeline:
         result.words += count
         if result.ttfd is None:
             result.ttfd = now - self.started
+            if self.connecting is not None:
+                result.from_connect = now - self.connecting
             self.first_at, self.first_words = now, result.words
             return
         # Every word counts, not only the last of a batch: a coalesced frame delivers its
@@ -58,6 +66,7 @@ async def app_stream(
 ) -> list[StreamResult]:
     results = []
     headers = {"Cookie": cookie}
+    connecting: float | None = time.perf_counter()
     async with websockets.connect(
         ws_url,
         origin=Origin(origin),
@@ -68,23 +77,31 @@ async def app_stream(
         await ws.send(json.dumps({"type": "sync", "after_seq": 10**9}))
         json.loads(await ws.recv())
         for _ in range(replies):
-            result = StreamResult()
-            timeline = _Timeline(time.perf_counter(), tps, result)
-            frame = {"type": "message.send", "client_id": str(uuid.uuid4())}
-            frame["text"] = f"[[words={words}]] go"
-            await ws.send(json.dumps(frame))
-            async for raw in ws:
-                event = json.loads(raw)
-                kind = event["type"]
-                if kind == "reply.delta":
-                    timeline.arrived(event["text"])
-                elif kind == "reply.completed":
-                    break
-                elif kind in ("reply.failed", "error"):
-                    result.error = json.dumps(event)[:300]
-                    break
-            results.append(result)
+            results.append(await reply_on(ws, words=words, tps=tps, connecting=connecting))
+            connecting = None
     return results
+
+
+async def reply_on(
+    ws: websockets.ClientConnection, *, words: int, tps: float, connecting: float | None = None
+) -> StreamResult:
+    """Send a message on an open, synced socket and read its reply to the end."""
+    result = StreamResult()
+    timeline = _Timeline(time.perf_counter(), tps, result, connecting)
+    frame = {"type": "message.send", "client_id": str(uuid.uuid4())}
+    frame["text"] = f"[[words={words}]] go"
+    await ws.send(json.dumps(frame))
+    async for raw in ws:
+        event = json.loads(raw)
+        kind = event["type"]
+        if kind == "reply.delta":
+            timeline.arrived(event["text"])
+        elif kind == "reply.completed":
+            break
+        elif kind in ("reply.failed", "error"):
+            result.error = json.dumps(event)[:300]
+            break
+    return result
 
 
 async def client_reply(

@@ -50,6 +50,15 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 added <= 25,
             )
         )
+        # What the same sockets waited from connecting: their setting up included.
+        out.append(
+            (
+                "the same, from connecting to the first delta (p50 / p99)",
+                f"{burst['app']['from_connect_p50_ms']} / {burst['app']['from_connect_p99_ms']} ms",
+                "—",
+                None,
+            )
+        )
     measured = [row for row in results.get("concurrent", {}).values() if "app" in row]
     cpu_row = best_row or (measured[0] if measured else None)
     if cpu_row:

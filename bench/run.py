@@ -44,6 +44,7 @@ def ms(value: float) -> float:
 
 def summarise(results: list[StreamResult]) -> dict[str, Any]:
     ttfd = [r.ttfd for r in results if r.ttfd is not None]
+    from_connect = [r.from_connect for r in results if r.from_connect is not None]
     lags = [lag for r in results for lag in r.lags]
     return {
         "streams": len(results),
@@ -51,6 +52,8 @@ def summarise(results: list[StreamResult]) -> dict[str, Any]:
         "first_error": next((r.error for r in results if r.error), ""),
         "ttfd_p50_ms": ms(pct(ttfd, 50)),
         "ttfd_p99_ms": ms(pct(ttfd, 99)),
+        "from_connect_p50_ms": ms(pct(from_connect, 50)),
+        "from_connect_p99_ms": ms(pct(from_connect, 99)),
         "lag_p50_ms": ms(pct(lags, 50)),
         "lag_p99_ms": ms(pct(lags, 99)),
         "frames": sum(r.frames for r in results),
