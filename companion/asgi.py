@@ -14,13 +14,14 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import get_resolver  # noqa: E402
 
 from companion.routing import websocket_urlpatterns  # noqa: E402
+from companion.turnstile import TurnstileMiddleware  # noqa: E402
 from companion.wsauth import websocket_auth_stack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            websocket_auth_stack(URLRouter(websocket_urlpatterns))
+            TurnstileMiddleware(websocket_auth_stack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -79,6 +79,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
+            self._set_up()
             await self.close(code=CLOSE_SIGNED_OUT)
             return
         session = self.scope.get("session")
@@ -94,12 +95,23 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                 session_key=getattr(session, "session_key", None),
             )
         except SocketRefused as refused:
+            self._set_up()
             await self.close(code=refused.code)
             return
         self.user_id = user.pk
         self.buffered = []
         self.write_texts = wsframes.text_writer(self.base_send)
         await fanout.subscribe(self.conversation_id, self)
+        # Until its first `sync` comes, the slot serves other sockets.
+        setup = self.scope.get("setup")
+        if setup is not None:
+            setup.pause()
+
+    def _set_up(self) -> None:
+        """This socket is set up (or refused): its slot of the turnstile goes to the next."""
+        setup = self.scope.get("setup")
+        if setup is not None:
+            setup.done()
 
     async def sockets_close(self, message: CloseMessage) -> None:
         """Closed as a new socket would be refused now: signed out (in another tab, say, or by a
@@ -122,6 +134,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             if isinstance(message, Sync):
                 await self._begin_sync(message.after_seq)
             else:
+                self._set_up()  # a client that does not sync first
                 # What a user does in an open conversation goes before other sockets' setting up.
                 with dbthread.urgent():
                     await actions.perform(
@@ -165,6 +178,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             # An earlier sync still waits for its snapshot: every sync gets an answer, so that
             # one is answered now with what it read (this one asks for the snapshot afresh).
             await self._finish_sync(self.pending_sync, None)
+        setup = self.scope.get("setup")
+        if setup is not None:
+            await setup.resume()  # only a socket's first sync waits: a later one goes on
         self.syncing = True
         try:
             state = await database_sync_to_async(sync_state)(
@@ -173,6 +189,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except BaseException:
             self.syncing = False
             raise
+        finally:
+            self._set_up()
         if state.streaming_turn_id is None:
             await self._finish_sync(state, None)
             return

@@ -17,14 +17,16 @@ ORIGIN = b"http://127.0.0.1"
 session_cookie = database_sync_to_async(make_session_cookie)
 
 
-async def open_socket(conversation_id, user=None, origin=ORIGIN):
+async def open_socket(conversation_id, user=None, origin=ORIGIN, timeout=5):
+    """A socket's handshake; past `timeout` the communicator stops the application (as a
+    client that went away) and raises `TimeoutError`."""
     headers = [(b"origin", origin), (b"host", b"127.0.0.1")]
     if user is not None:
         headers.append((b"cookie", (await session_cookie(user)).encode()))
     communicator = WebsocketCommunicator(
         application, f"/ws/conversations/{conversation_id}/", headers=headers
     )
-    connected, _ = await communicator.connect(timeout=5)
+    connected, _ = await communicator.connect(timeout=timeout)
     return communicator, connected
 
 
