@@ -15,9 +15,9 @@ first messages arrive spread out, and each is started as it comes (a user's acti
 on the database thread, `companion.dbthread`).
 
 Fewer slots start messages sooner and cost more: with little set up at once, the event loop and
-the database thread hand over to each other more often, each a thread switch. Six kept a crowd's
-last socket within ~15 % of its time without the turnstile on the benchmark's machine, where
-two or four took 35–50 % longer; the README's Performance section has the figures.
+the database thread hand over to each other more often, each a thread switch. On the benchmark's
+machine, with six slots the last socket of a crowd of 100 was ready 15–30 % later than without
+the turnstile, with four a third later; the README's Performance section has the figures.
 
 Each event loop has its own turnstile (the test suite runs many loops in one process).
 """
