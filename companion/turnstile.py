@@ -25,9 +25,10 @@ Each event loop has its own turnstile (the test suite runs many loops in one pro
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections import deque
 from typing import Any
+
+from companion.perloop import PerLoop
 
 SLOTS = 6
 
@@ -65,17 +66,7 @@ class _Turnstile:
         self.free += 1
 
 
-_turnstiles: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turnstile] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _turnstile() -> _Turnstile:
-    loop = asyncio.get_running_loop()
-    turnstile = _turnstiles.get(loop)
-    if turnstile is None:
-        turnstile = _turnstiles[loop] = _Turnstile()
-    return turnstile
+_turnstiles = PerLoop(_Turnstile)
 
 
 class Setup:
@@ -84,7 +75,7 @@ class Setup:
     call when it no longer applies: a socket that never pauses or never syncs ends with `done`."""
 
     def __init__(self) -> None:
-        self._turnstile = _turnstile()
+        self._turnstile = _turnstiles.get()
         self._holding = False
         self._finished = False
 

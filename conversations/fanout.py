@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
@@ -22,6 +21,7 @@ from uuid import UUID
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 
 from companion import jsoncodec
+from companion.perloop import PerLoop
 
 log = logging.getLogger(__name__)
 
@@ -136,23 +136,15 @@ def _failed(future: asyncio.Future[None]) -> bool:
     return future.cancelled() or future.exception() is not None
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
-
-
-def _hub() -> _Hub:
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = _Hub()
-    return hub
+_hubs = PerLoop(_Hub)
 
 
 async def subscribe(conversation_id: UUID, subscriber: Subscriber) -> None:
-    await _hub().subscribe(conversation_id, subscriber)
+    await _hubs.get().subscribe(conversation_id, subscriber)
 
 
 async def unsubscribe(conversation_id: UUID, subscriber: Subscriber) -> None:
-    await _hub().unsubscribe(conversation_id, subscriber)
+    await _hubs.get().unsubscribe(conversation_id, subscriber)
 
 
 async def publish(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
@@ -160,7 +152,7 @@ async def publish(conversation_id: UUID, events: list[dict[str, Any]]) -> None:
     if not events:
         return
     frames = [(payload["seq"], jsoncodec.dumps(payload)) for payload in events]
-    hub = _hub()
+    hub = _hubs.get()
     await hub.deliver(conversation_id, frames)
     if hub.shared and time.monotonic() >= hub.publish_paused_until:
         await _publish_shared(hub, conversation_id, frames)
