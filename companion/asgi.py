@@ -32,9 +32,9 @@ application = ProtocolTypeRouter(
 get_resolver().url_patterns  # import the views now rather than on the first request  # noqa: B018
 gc.collect()  # what is garbage already is freed, not frozen
 gc.freeze()
-# The youngest generation is collected after 50,000 allocations rather than 700. Each stream waiting
-# for its next word is a few suspended coroutines that outlive many such passes: at 700, the
-# passes (~30 a second at 300 streams) mostly walked them again, and moved them on to the middle
-# generation, whose passes then walked them too. Objects freed by their reference count never
-# wait for a pass, so what a pass finds stays small.
+# The youngest generation is collected once 50,000 more objects have been made than freed, rather
+# than 700. Each stream waiting for its next word is a few suspended coroutines that outlive many
+# such passes: at 700, the passes (~30 a second at 300 streams) mostly walked them again, and
+# moved them on to the middle generation, whose passes then walked them too. Objects freed by
+# their reference count never wait for a pass, so what a pass finds stays small.
 gc.set_threshold(50_000, 20, 10)

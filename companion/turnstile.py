@@ -1,4 +1,4 @@
-"""New sockets are set up a few at a time, in the order they came, each to the end before the next.
+"""New sockets are set up a few at a time, in the order they came.
 
 Setting up a socket is the server's work between the handshake and the socket being ready: its
 session read, its ownership check, joining its groups, and its first `sync`. When many sockets
@@ -49,10 +49,11 @@ class _Turnstile:
         try:
             await waiter
         except asyncio.CancelledError:
+            queue = self.returning if returning else self.arriving
             if waiter.done() and not waiter.cancelled():
                 self.give_back()  # handed the slot just as it was cancelled
-            else:
-                (self.returning if returning else self.arriving).remove(waiter)
+            elif waiter in queue:  # (a slot given back meanwhile passed it by, and dropped it)
+                queue.remove(waiter)
             raise
 
     def give_back(self) -> None:

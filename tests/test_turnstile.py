@@ -136,6 +136,18 @@ async def test_a_socket_cancelled_while_waiting_does_not_take_a_slot():
     await arrived(1)
 
 
+async def test_a_slot_given_back_after_a_waiter_is_cancelled_passes_it_by():
+    held = await arrived(SLOTS)
+    gone = Setup()
+    entering = waiting(gone.arrive())
+    await settle()
+    entering.cancel()
+    held[0].done()  # before the cancelled task has run again: the slot is free, not handed over
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    await arrived(1)
+
+
 async def test_a_slot_handed_to_a_socket_as_it_is_cancelled_is_passed_on():
     held = await arrived(SLOTS)
     gone = Setup()
