@@ -6,8 +6,8 @@ against one fake upstream; every round measures both, a minute apart at most, an
 alternate which goes first, so the machine's drift falls on both. A round is, per server:
 `--singles` replies one after another (each on a new socket, as the benchmark's single stream),
 `--burst` replies started together, as many new sockets opening while ten open ones each send a
-message, and, unless `--streams 0`, that many concurrent 50-token/s streams. It prints every round, then each measure's medians and in how many rounds this
-checkout came out lower. REV is checked out into a temporary worktree and run with this
+message, and, unless `--streams 0`, that many concurrent 50-token/s streams. It prints every
+round, then each measure's medians and in how many rounds this checkout came out lower. REV is checked out into a temporary worktree and run with this
 checkout's virtualenv.
 """
 
@@ -97,7 +97,9 @@ async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float
         "cpu_ms_per_reply": round((side.cpu() - cpu) / replies * 1000, 3),
     }
     errors = one["errors"] + together["errors"]
-    row["crowd_chat_p90_ms"], row["crowd_ready_p99_ms"] = await crowd_round(side, args)
+    chat_p90, ready_p99, crowd_errors = await crowd_round(side, args)
+    row["crowd_chat_p90_ms"], row["crowd_ready_p99_ms"] = chat_p90, ready_p99
+    errors += crowd_errors
     if args.streams:
         spread = args.words / args.tps  # streams start over one reply's time, as `make bench`
         cpu = side.cpu()
@@ -116,10 +118,10 @@ async def measure_round(side: Side, args: argparse.Namespace) -> dict[str, float
     return row
 
 
-async def crowd_round(side: Side, args: argparse.Namespace) -> tuple[float, float]:
+async def crowd_round(side: Side, args: argparse.Namespace) -> tuple[float, float, int]:
     """`args.burst` new sockets open (connect and sync) at once while `CHATTERS` open ones each
     send a message: the chatters' time to first delta (p90) and how long the crowd's sockets
-    took to be ready (p99), in milliseconds."""
+    took to be ready (p99), in milliseconds, and how many chatters' replies failed."""
     base = f"127.0.0.1:{side.port}"
 
     async def opened(client: dict[str, Any]) -> websockets.ClientConnection:
@@ -143,7 +145,8 @@ async def crowd_round(side: Side, args: argparse.Namespace) -> tuple[float, floa
         await ws.close()
     await asyncio.sleep(0.2)  # their sockets close
     first = [r.ttfd for r in chats if r.ttfd is not None]
-    return ms(pct(first, 90)), ms(pct([took for _, took in arrived], 99))
+    failed = sum(1 for r in chats if r.error or r.ttfd is None)
+    return ms(pct(first, 90)), ms(pct([took for _, took in arrived], 99)), failed
 
 
 async def compare(sides: list[Side], args: argparse.Namespace) -> None:
