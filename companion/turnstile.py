@@ -93,10 +93,6 @@ class Setup:
         self._finished = True
         self._give_back()
 
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
     async def _take(self, *, returning: bool) -> None:
         if self._holding or self._finished:
             return
