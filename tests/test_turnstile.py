@@ -16,21 +16,23 @@ async def arrived(count):
     return setups
 
 
-def waiting(coroutine):
-    return asyncio.ensure_future(coroutine)
-
-
 async def settle():
     for _ in range(5):
         await asyncio.sleep(0)
 
 
-async def test_no_more_than_the_slots_are_set_up_at_once():
+async def queued_behind_full_slots():
+    """Every slot held, and one more socket waiting for a slot: (the held, it, its task)."""
     held = await arrived(SLOTS)
-    late = Setup()
-    entering = waiting(late.arrive())
+    setup = Setup()
+    entering = asyncio.ensure_future(setup.arrive())
     await settle()
     assert not entering.done()
+    return held, setup, entering
+
+
+async def test_no_more_than_the_slots_are_set_up_at_once():
+    held, late, entering = await queued_behind_full_slots()
     held[0].done()
     await asyncio.wait_for(entering, 1)
     late.done()
@@ -48,7 +50,7 @@ async def test_waiting_sockets_are_let_in_in_the_order_they_came():
         order.append(name)
         setup.done()
 
-    tasks = [waiting(arrive(name)) for name in ("first", "second", "third")]
+    tasks = [asyncio.ensure_future(arrive(name)) for name in ("first", "second", "third")]
     await settle()
     for setup in held:
         setup.done()
@@ -75,9 +77,9 @@ async def test_a_socket_back_for_its_first_sync_goes_before_new_ones():
         order.append("returning")
         paused.done()
 
-    new = waiting(arrive())
+    new = asyncio.ensure_future(arrive())
     await settle()
-    back = waiting(resume())
+    back = asyncio.ensure_future(resume())
     await settle()
     assert order == []
     newcomer.done()
@@ -104,7 +106,7 @@ async def test_done_and_pause_twice_give_back_one_slot_each_socket():
     # One slot came back, not three: a second newcomer still waits.
     first = await arrived(1)
     second = Setup()
-    entering = waiting(second.arrive())
+    entering = asyncio.ensure_future(second.arrive())
     await settle()
     assert not entering.done()
     setups[1].done()
@@ -122,48 +124,35 @@ async def test_a_finished_socket_no_longer_waits_to_resume():
         setup.done()
 
 
-async def test_a_socket_cancelled_while_waiting_does_not_take_a_slot():
-    held = await arrived(SLOTS)
-    gone = Setup()
-    entering = waiting(gone.arrive())
-    await settle()
-    entering.cancel()
+@pytest.mark.parametrize(
+    "order",
+    [
+        # It left the queue before a slot came back: the slot is free.
+        ("cancel", "settle", "give back"),
+        # A slot came back before the cancelled task ran again: the slot passed it by.
+        ("cancel", "give back"),
+        # The slot was handed over, then the task cancelled before it ran again: it passes it on.
+        ("give back", "cancel"),
+    ],
+    ids=["left-first", "passed-by", "handed-over"],
+)
+async def test_a_socket_cancelled_while_waiting_leaves_no_slot_taken(order):
+    held, _, entering = await queued_behind_full_slots()
+    for step in order:
+        if step == "cancel":
+            entering.cancel()
+        elif step == "settle":
+            await settle()
+        else:
+            held[0].done()
     with pytest.raises(asyncio.CancelledError):
         await entering
-    held[0].done()
-    # The slot given back went to nobody that left: the next socket gets it at once.
-    await arrived(1)
-
-
-async def test_a_slot_given_back_after_a_waiter_is_cancelled_passes_it_by():
-    held = await arrived(SLOTS)
-    gone = Setup()
-    entering = waiting(gone.arrive())
-    await settle()
-    entering.cancel()
-    held[0].done()  # before the cancelled task has run again: the slot is free, not handed over
-    with pytest.raises(asyncio.CancelledError):
-        await entering
-    await arrived(1)
-
-
-async def test_a_slot_handed_to_a_socket_as_it_is_cancelled_is_passed_on():
-    held = await arrived(SLOTS)
-    gone = Setup()
-    entering = waiting(gone.arrive())
-    await settle()
-    held[0].done()  # hands the slot over: the waiter's result is set
-    entering.cancel()  # before the waiting task has run again
-    with pytest.raises(asyncio.CancelledError):
-        await entering
+    # The next socket gets the slot at once.
     await arrived(1)
 
 
 async def test_a_socket_that_ended_while_waiting_gives_its_slot_back():
-    held = await arrived(SLOTS)
-    setup = Setup()
-    entering = waiting(setup.arrive())
-    await settle()
+    held, setup, entering = await queued_behind_full_slots()
     setup.done()  # the socket closed meanwhile (from another task)
     held[0].done()
     await asyncio.wait_for(entering, 1)
