@@ -140,7 +140,8 @@ else:
             "OPTIONS": {"MAX_ENTRIES": env.int("LOCAL_CACHE_ENTRIES", default=20_000)},
         }
     }
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Django's cached_db store, its database read compiled once (`companion.sessions`).
+SESSION_ENGINE = "companion.sessions"
 
 # --- Accounts (django-allauth) --------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
