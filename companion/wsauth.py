@@ -23,7 +23,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -40,6 +39,7 @@ from django.core.exceptions import ValidationError
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
+from companion import dbthread
 from companion.compiled import Compiled, columns, instance
 
 
@@ -60,7 +60,7 @@ class WebsocketAuthMiddleware:
                 break
         store = import_module(settings.SESSION_ENGINE).SessionStore
         session = store(cookies.get(settings.SESSION_COOKIE_NAME))
-        user = await database_sync_to_async(session_user)(session)
+        user = await dbthread.run(session_user, session)
         scope = dict(scope, cookies=cookies, session=session, user=user)
         return await self.inner(scope, receive, send)
 

@@ -6,9 +6,9 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
+from companion import dbthread
 from conversations import streaming
 from conversations.fanout import publish
 from conversations.llm.factory import get_backend
@@ -37,8 +37,8 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
         await streaming.request_stop(conversation_id)
         # Every other frame finds out from its own reads; a socket left on a deleted
         # conversation is closed at its next frame, this one included.
-        if not await database_sync_to_async(conversation_is_users)(
-            conversation_id=conversation_id, user_id=user_id
+        if not await dbthread.run(
+            conversation_is_users, conversation_id=conversation_id, user_id=user_id
         ):
             raise Conversation.DoesNotExist(f"no conversation {conversation_id}")
         return
@@ -53,8 +53,8 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     if isinstance(message, DeleteTurn):
         await _apply(branches.turn_delete, conversation_id, turn_id=message.turn_id)
         return
-    if isinstance(message, EditTurn) and await database_sync_to_async(branches.turn_is_reply)(
-        conversation_id=conversation_id, turn_id=message.turn_id
+    if isinstance(message, EditTurn) and await dbthread.run(
+        branches.turn_is_reply, conversation_id=conversation_id, turn_id=message.turn_id
     ):
         # A reply's text is replaced in place: no model is asked, so no model limits apply.
         await _apply(
@@ -74,26 +74,30 @@ async def perform(*, message: ClientMessage, user_id: int, conversation_id: UUID
     except replies.ChatActionError:
         # A resend of a stored message (a reconnect's outbox) is answered as such whatever the
         # budget: called rate-limited, the page would mark a delivered message as failed.
-        if isinstance(message, SendMessage) and await database_sync_to_async(
-            replies.message_sent_before
-        )(conversation_id=conversation_id, client_id=message.client_id):
+        if (
+            isinstance(message, SendMessage)
+            and await dbthread.run(
+                replies.message_sent_before,
+                conversation_id=conversation_id,
+                client_id=message.client_id,
+            )
+            is not None
+        ):
             raise _duplicate() from None
         raise
     start: ReplyStart
-    ids = {"conversation_id": conversation_id, "user_id": user_id}
+    ids: dict[str, Any] = {"conversation_id": conversation_id, "user_id": user_id}
     if isinstance(message, SendMessage):
-        start = await database_sync_to_async(replies.reply_begin_for_message)(
-            **ids, client_id=message.client_id, text=message.text
+        start = await dbthread.run(
+            replies.reply_begin_for_message, **ids, client_id=message.client_id, text=message.text
         )
     elif isinstance(message, RegenerateReply):
-        start = await database_sync_to_async(replies.reply_begin_regenerate)(
-            **ids, turn_id=message.turn_id
-        )
+        start = await dbthread.run(replies.reply_begin_regenerate, **ids, turn_id=message.turn_id)
     elif isinstance(message, ContinueReply):
-        start = await database_sync_to_async(replies.reply_begin_continue)(**ids)
+        start = await dbthread.run(replies.reply_begin_continue, **ids)
     elif isinstance(message, EditTurn):
-        start = await database_sync_to_async(replies.reply_begin_edit)(
-            **ids, turn_id=message.turn_id, text=message.text
+        start = await dbthread.run(
+            replies.reply_begin_edit, **ids, turn_id=message.turn_id, text=message.text
         )
     else:
         raise replies.ChatActionError("bad_frame", "Unsupported action.")
@@ -110,5 +114,5 @@ def _duplicate() -> replies.ChatActionError:
 
 
 async def _apply(service: Any, conversation_id: UUID, **kwargs: Any) -> None:
-    events = await database_sync_to_async(service)(conversation_id=conversation_id, **kwargs)
+    events = await dbthread.run(service, conversation_id=conversation_id, **kwargs)
     await publish(conversation_id, events)

@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from companion import dbthread, wsframes
@@ -68,8 +67,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         """Channels' own, less its check for stale database connections before every message:
         that check is a step on the one database thread (queued behind every reply's start) per
         frame, and here it checks nothing more than each database step already does. This
-        consumer reaches the database only through `database_sync_to_async`, which runs the
-        same check around every call."""
+        consumer reaches the database only through `dbthread.run`, which runs the same check
+        around every step."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -89,7 +88,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.revocation_group = user_group(user.pk)
         await self.channel_layer.group_add(self.revocation_group, self.channel_name)
         try:
-            self.conversation_id = await database_sync_to_async(conversation_id_for_socket)(
+            self.conversation_id = await dbthread.run(
+                conversation_id_for_socket,
                 conversation_id=self.scope["url_route"]["kwargs"]["conversation_id"],
                 user_id=user.pk,
                 session_key=getattr(session, "session_key", None),
@@ -183,8 +183,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await setup.resume()  # only a socket's first sync waits: a later one goes on
         self.syncing = True
         try:
-            state = await database_sync_to_async(sync_state)(
-                conversation_id=self.conversation_id, after_seq=after_seq
+            state = await dbthread.run(
+                sync_state, conversation_id=self.conversation_id, after_seq=after_seq
             )
         except BaseException:
             self.syncing = False

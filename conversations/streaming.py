@@ -16,7 +16,6 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -233,7 +232,7 @@ class ReplyRunner:
         while True:
             await asyncio.sleep(interval)
             try:
-                await database_sync_to_async(reply_keep_alive)(turn_id=self.start.turn_id)
+                await dbthread.run(reply_keep_alive, turn_id=self.start.turn_id)
             except Exception:
                 log.exception("reply %s: could not mark it alive", self.start.turn_id)
 
@@ -386,7 +385,8 @@ class ReplyRunner:
                 estimated_prompt_tokens=estimated_prompt_tokens,
                 reported_prompt_tokens=usage.prompt_tokens,
             )
-        seq = await database_sync_to_async(reply_finish)(
+        seq = await dbthread.run(
+            reply_finish,
             turn_id=start.turn_id,
             content=content,
             status=TurnStatus.COMPLETE,
@@ -420,7 +420,8 @@ class ReplyRunner:
         )
 
     async def _stopped(self) -> None:
-        seq = await database_sync_to_async(reply_finish)(
+        seq = await dbthread.run(
+            reply_finish,
             turn_id=self.start.turn_id,
             content=self.sent,
             status=TurnStatus.STOPPED,
@@ -441,7 +442,8 @@ class ReplyRunner:
         await self._record_failure(str(error.code), error.message, retryable=error.retryable)
 
     async def _record_failure(self, code: str, message: str, *, retryable: bool) -> None:
-        seq = await database_sync_to_async(reply_finish)(
+        seq = await dbthread.run(
+            reply_finish,
             turn_id=self.start.turn_id,
             content=self.sent,
             status=TurnStatus.FAILED,

@@ -1,17 +1,23 @@
 """The consumers' database thread: urgent steps first, ordinary ones in order and never starved,
-all on one thread."""
+all on one thread; and `run`, the consumers' way to it."""
 
 import asyncio
+import contextvars
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+from channels.db import database_sync_to_async
+from django.db import connection
 
 from companion import dbthread
 from companion.dbthread import URGENT_RUN, PriorityExecutor
+
+# `run` looks at the thread's database connection before and after each step, as Channels does.
+reaches_the_database = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -149,3 +155,105 @@ def test_steps_already_asked_for_finish_before_the_process_exits(tmp_path):
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", script], cwd=root, check=True, timeout=30)
     assert done.read_text() == "stored"
+
+
+@reaches_the_database
+async def test_run_takes_a_step_where_channels_would_and_in_the_same_order():
+    executor = SyncToAsync.single_thread_executor
+    assert isinstance(executor, PriorityExecutor)
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    marker.set("the caller's")
+    order: list[str] = []
+
+    def step(name: str, *, suffix: str) -> tuple[int, str]:
+        order.append(name + suffix)
+        return threading.get_ident(), marker.get()
+
+    release, blocked = hold(executor)
+    ordinary = asyncio.ensure_future(dbthread.run(step, "ordinary", suffix="!"))
+    with dbthread.urgent():
+        urgent = asyncio.ensure_future(dbthread.run(step, "urgent", suffix="!"))
+    async with asyncio.timeout(5):
+        while executor.queued() != (1, 1):
+            await asyncio.sleep(0.001)
+    release.set()
+    blocked.result(5)
+    (ident, seen), (urgent_ident, _) = await asyncio.gather(ordinary, urgent)
+    channels_ident = await database_sync_to_async(threading.get_ident)()
+
+    assert order == ["urgent!", "ordinary!"]
+    assert ident == urgent_ident == channels_ident != threading.get_ident()
+    assert seen == "the caller's"
+
+
+@reaches_the_database
+async def test_run_raises_the_steps_error_to_its_caller():
+    def fail(text: str) -> None:
+        raise ValueError(text)
+
+    with pytest.raises(ValueError, match="broken step"):
+        await dbthread.run(fail, "broken step")
+
+
+@reaches_the_database
+async def test_a_cancelled_caller_stops_waiting_at_once_and_a_queued_step_never_runs():
+    executor = SyncToAsync.single_thread_executor
+    ran: list[str] = []
+    release, blocked = hold(executor)
+    queued = asyncio.ensure_future(dbthread.run(ran.append, "queued"))
+    async with asyncio.timeout(5):
+        while executor.queued() != (0, 1):
+            await asyncio.sleep(0.001)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    release.set()
+    blocked.result(5)
+    await dbthread.run(ran.append, "next")
+    assert ran == ["next"]
+
+
+@reaches_the_database
+async def test_a_step_already_running_finishes_when_its_caller_is_cancelled():
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+        finished.set()
+
+    running = asyncio.ensure_future(dbthread.run(slow))
+    async with asyncio.timeout(5):
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+    running.cancel()
+    async with asyncio.timeout(1):  # not held up by the step
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    assert not finished.is_set()
+    release.set()
+    await dbthread.run(int)  # the thread is free again once the step is over
+    assert finished.is_set()
+
+
+@reaches_the_database
+async def test_inside_a_thread_sensitive_context_run_goes_where_asgiref_goes():
+    async with ThreadSensitiveContext():
+        channels_ident = await database_sync_to_async(threading.get_ident)()
+        ident = await dbthread.run(threading.get_ident)
+    database_thread = await dbthread.run(threading.get_ident)
+    assert ident == channels_ident != database_thread
+
+
+@reaches_the_database
+async def test_stale_connections_are_looked_at_around_every_step():
+    def use_and_mark() -> None:
+        connection.ensure_connection()
+        # Django clears this on every look at a connection's health (`close_old_connections`).
+        connection.health_check_done = True
+
+    def marked() -> bool:
+        return connection.health_check_done
+
+    await dbthread.run(use_and_mark)
+    assert not await dbthread.run(marked)
