@@ -198,6 +198,7 @@ async def test_run_raises_the_steps_error_to_its_caller():
 @reaches_the_database
 async def test_a_cancelled_caller_stops_waiting_at_once_and_a_queued_step_never_runs():
     executor = SyncToAsync.single_thread_executor
+    assert isinstance(executor, PriorityExecutor)
     ran: list[str] = []
     release, blocked = hold(executor)
     queued = asyncio.ensure_future(dbthread.run(ran.append, "queued"))
@@ -247,13 +248,14 @@ async def test_inside_a_thread_sensitive_context_run_goes_where_asgiref_goes():
 
 @reaches_the_database
 async def test_stale_connections_are_looked_at_around_every_step():
+    # Django clears this flag on every look at a connection's health (`close_old_connections`);
+    # django-stubs do not declare it.
     def use_and_mark() -> None:
         connection.ensure_connection()
-        # Django clears this on every look at a connection's health (`close_old_connections`).
-        connection.health_check_done = True
+        connection.health_check_done = True  # type: ignore[attr-defined]
 
     def marked() -> bool:
-        return connection.health_check_done
+        return bool(connection.health_check_done)  # type: ignore[attr-defined]
 
     await dbthread.run(use_and_mark)
     assert not await dbthread.run(marked)
