@@ -29,7 +29,7 @@ import uvloop
 import websockets
 
 from bench import procs
-from bench.clients import StreamResult, client_reply, open_idle, reply_on
+from bench.clients import StreamResult, client_reply, collector_paused, open_idle, reply_on
 from bench.run import LOAD_CORE, SERVER_CORE, ms, pct, run_json, summarise
 
 # Short replies for the time to first delta: it does not depend on their length.
@@ -154,7 +154,8 @@ async def compare(sides: list[Side], args: argparse.Namespace) -> None:
         await asyncio.gather(*(side.reply(i, words=20, tps=args.tps) for i in range(10)))
     for number in range(args.rounds):
         for side in sides if number % 2 == 0 else sides[::-1]:
-            row = await measure_round(side, args)
+            with collector_paused():
+                row = await measure_round(side, args)
             side.rounds.append(row)
             shown = ", ".join(f"{key} {value}" for key, value in row.items())
             print(f"round {number + 1} {side.name}: {shown}", flush=True)

@@ -25,7 +25,14 @@ import httpx
 import uvloop
 
 from bench import procs
-from bench.clients import StreamResult, app_stream, client_reply, floor_stream, open_idle
+from bench.clients import (
+    StreamResult,
+    app_stream,
+    client_reply,
+    collector_paused,
+    floor_stream,
+    open_idle,
+)
 from bench.report import write_report
 
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -84,7 +91,8 @@ class Bench:
             client = self.clients[offset + i]
             return await client_reply(self.args.port, client, words=words, tps=self.args.tps)
 
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
+        with collector_paused():
+            return list(await asyncio.gather(*(one(i) for i in range(count))))
 
     async def floor(self, count: int, *, words: int, spread: float) -> list[StreamResult]:
         host, port = self.fake_base.removeprefix("http://").split(":")
@@ -96,7 +104,8 @@ class Bench:
             except Exception as exc:
                 return StreamResult(error=repr(exc)[:300])
 
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
+        with collector_paused():
+            return list(await asyncio.gather(*(one(i) for i in range(count))))
 
     async def single_stream(self) -> dict[str, Any]:
         app, floor = [], []
@@ -207,8 +216,9 @@ class Bench:
         the history its prompt can hold)."""
         url, cookie = self.ws_url(self.long_conversation), self.clients[0]["cookie"]
         results: list[StreamResult] = []
-        for _ in range(self.args.single):
-            results += await app_stream(url, self.origin, cookie, words=20, tps=self.args.tps)
+        with collector_paused():
+            for _ in range(self.args.single):
+                results += await app_stream(url, self.origin, cookie, words=20, tps=self.args.tps)
         summary = summarise(results)
         return {"reply_ttfd_p50_ms": summary["ttfd_p50_ms"], "reply_errors": summary["errors"]}
 
