@@ -23,13 +23,15 @@ def collector_paused() -> Iterator[None]:
 
     The load clients keep every stream's timings; a full pass over them found nothing to free
     and took 40–70 ms, a pause that every stream in flight, the app's and the floor's alike,
-    counted as delivery lag. Run before each timed phase instead, it times nothing."""
+    counted as delivery lag. Run before each timed phase instead, it delays nothing timed."""
+    was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        if was_enabled:  # a phase inside another leaves the collector as the outer one wants
+            gc.enable()
 
 
 @dataclass
