@@ -65,20 +65,24 @@ async def run_stream(backend, messages=MESSAGES, params=None):
     return texts, completion, error
 
 
-async def run_paced(backend, messages=MESSAGES, *, hold=0.05):
+async def run_paced(backend, messages=MESSAGES, *, hold=0.05, after_delta=None):
     """`run_stream` by a reader with a pace (`conversations.llm.pacing`) that, after each delta,
-    lets arriving text wait `hold` seconds for it, as the reply runner does between frames."""
+    lets arriving text wait `hold` seconds for it, as the reply runner does between frames; or,
+    given `after_delta`, awaits `after_delta(deltas so far, pace)` there instead."""
     loop = asyncio.get_running_loop()
     pace = Pace()
     texts, completion, error = [], None, None
     with paced(pace):
         try:
             async for event in backend.stream(messages, GenerationParams()):
-                if isinstance(event, TextDelta):
-                    texts.append(event.text)
+                if not isinstance(event, TextDelta):
+                    completion = event
+                    continue
+                texts.append(event.text)
+                if after_delta is None:
                     pace.hold_until = pace.deliver_by = loop.time() + hold
                 else:
-                    completion = event
+                    await after_delta(len(texts), pace)
         except LLMError as exc:
             error = exc
     return texts, completion, error

@@ -51,17 +51,15 @@ async def read_busy(backend, *, busy_after: int, busy: float, hold: float = 0.0)
     """A paced reader that, at its `busy_after`-th delta, lets text wait `hold` seconds and is
     busy for `busy` seconds (publishing that delta, say): its texts and completion."""
     loop = asyncio.get_running_loop()
-    pace = Pace()
-    texts, completion = [], None
-    with paced(pace):
-        async for event in backend.stream(user_says("count"), GenerationParams()):
-            if not isinstance(event, TextDelta):
-                completion = event
-                continue
-            texts.append(event.text)
-            if len(texts) == busy_after:
-                pace.hold_until = pace.deliver_by = loop.time() + hold
-                await asyncio.sleep(busy)
+
+    async def busy_at(count, pace):
+        if count == busy_after:
+            pace.hold_until = pace.deliver_by = loop.time() + hold
+            await asyncio.sleep(busy)
+
+    texts, completion, error = await run_paced(backend, user_says("count"), after_delta=busy_at)
+    if error is not None:
+        raise error
     return texts, completion
 
 
