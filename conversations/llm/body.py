@@ -206,11 +206,13 @@ def direct_body(response: httpx.Response) -> H11Body | None:
     return None if "content-encoding" in response.headers else H11Body.attach(response)
 
 
-def body_reader(response: httpx.Response, direct: H11Body | None = None) -> ChunkReader:
-    """A function returning the response body's next raw chunk, or None at its end: `direct`'s
-    (`direct_body(response)`, when the caller already has it), or else through httpx."""
-    if direct is None:
-        direct = direct_body(response)
+def body_reader(response: httpx.Response) -> ChunkReader:
+    """A function returning the response body's next raw chunk, or None at its end."""
+    return chunk_reader(response, direct_body(response))
+
+
+def chunk_reader(response: httpx.Response, direct: H11Body | None) -> ChunkReader:
+    """`body_reader` for a caller that already has `direct_body(response)`."""
     return direct.read if direct is not None else httpx_reader(response)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from conversations.llm.base import Completion, StreamEvent, TextDelta
-from conversations.llm.body import body_reader, direct_body
+from conversations.llm.body import chunk_reader, direct_body
 from conversations.llm.classify import http_error, parse_retry_after, sensitivity_error
 from conversations.llm.decoders import Decoder
 from conversations.llm.errors import ErrorCode, LLMError
@@ -71,7 +71,7 @@ class StreamSession:
         self._think = ThinkStripper()
         self._parts: list[str] = []
         self._direct = direct_body(response)
-        self._next_chunk = body_reader(response, self._direct)
+        self._next_chunk = chunk_reader(response, self._direct)
         self._ended = False  # no more to read: the body ended, broke, or went silent
         self._over = False  # the stream's last event is in: its `Completion` is made
         # Kept until the first SSE event: a body that never had one may be a mislabelled
