@@ -24,13 +24,16 @@ def collector_paused() -> Iterator[None]:
     The load clients keep every stream's timings; a full pass over them found nothing to free
     and took 40–70 ms, a pause that every stream in flight, the app's and the floor's alike,
     counted as delivery lag. Run before each timed phase instead, it delays nothing timed."""
+    # A phase inside another leaves the collector as the outer one wants it: off, with no pass
+    # that would pause the outer phase's streams.
     was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
+    if was_enabled:
+        gc.collect()
+        gc.disable()
     try:
         yield
     finally:
-        if was_enabled:  # a phase inside another leaves the collector as the outer one wants
+        if was_enabled:
             gc.enable()
 
 
