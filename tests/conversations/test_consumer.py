@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from channels import consumer as channels_consumer
 from channels.db import database_sync_to_async
+from channels.generic import websocket as channels_websocket
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
@@ -377,7 +378,7 @@ async def test_one_whole_reply_makes_a_bounded_number_of_queries(m2her, conversa
     await ws.disconnect()
 
 
-async def test_a_frame_takes_no_database_step_for_channels_stale_connection_check(
+async def test_frames_and_closing_take_no_database_step_for_channels_stale_connection_check(
     conversation, owner, monkeypatch
 ):
     checks = []
@@ -386,8 +387,10 @@ async def test_a_frame_takes_no_database_step_for_channels_stale_connection_chec
         checks.append(1)
 
     # Channels makes that check (a step on the one database thread) before every message a
-    # consumer handles; each of this consumer's database steps makes it already.
+    # consumer handles and after a socket closes; each of this consumer's database steps makes
+    # it already.
     monkeypatch.setattr(channels_consumer, "aclose_old_connections", counted)
+    monkeypatch.setattr(channels_websocket, "aclose_old_connections", counted)
     ws, _ = await synced(conversation.pk, owner)
     for _ in range(3):
         await send(ws, type="sync", after_seq=10**9)
