@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 _BOM = b"\xef\xbb\xbf"
+_CR = 0x0D
 # No event of a model stream comes near this (a final frame repeating a long reply is tens of
 # KiB). Beyond it the stream is garbage, and holding and rescanning it would stall the loop.
 MAX_EVENT_BYTES = 1024 * 1024
@@ -51,7 +52,10 @@ class SSEParser:
             self._started = True
             if buf.startswith(_BOM):
                 buf = buf[len(_BOM) :]
-        if b"\r" in buf:
+        # CR looked for as an int: with a bytes operand (`b"\r" in buf`) CPython first tries it
+        # as an int, raising, formatting and clearing a TypeError that costs ten times the search
+        # (0.7 % of the server's CPU at 400 streams, where every read of a reply comes here).
+        if _CR in buf:
             self._cr = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = buf.split(b"\n")
