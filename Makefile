@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup lint typecheck pytest browser-test bench bench-ab migrate seed clean
+.PHONY: run test setup lint typecheck pytest browser-test bench bench-ab bench-instr migrate seed clean
 
 run: setup
 	@echo ""
@@ -59,6 +59,12 @@ bench: setup
 # This checkout's server against revision REV's (default: the last commit), side by side.
 bench-ab: setup
 	$(PY) -m bench.ab $(or $(REV),HEAD)
+
+# The same two servers' instructions per reply and per delta, counted by valgrind's callgrind.
+bench-instr: setup
+	@command -v callgrind_control >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	$(PY) -m bench.instructions $(or $(REV),HEAD)
 
 clean:
 	rm -rf $(VENV) staticfiles

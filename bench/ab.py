@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ class Side:
     name: str
     root: Path
     port: int = 0
+    data: Path | None = None  # its database, media and logs
     clients: list[dict[str, Any]] = field(default_factory=list)
     server: procs.Proc | None = None
     rounds: list[dict[str, float]] = field(default_factory=list)
@@ -175,7 +178,18 @@ def report(base: Side, head: Side, rev: str) -> None:
         )
 
 
-def start_side(side: Side, work: Path, fake_port: int, count: int) -> None:
+def start_side(
+    side: Side,
+    work: Path,
+    fake_port: int,
+    count: int,
+    *,
+    wrapper: Sequence[str] = (),
+    wait: float = 30.0,
+) -> None:
+    """Migrate and fill the side's own database, then start its server (run under `wrapper`,
+    a command line that the server's own is appended to, when one is given)."""
+    side.data = work
     env = procs.server_env(work, fake_port)
     env["DATABASE_URL"] = f"sqlite:///{work}/bench.sqlite3"  # each its own, whatever the run's
     py = sys.executable
@@ -187,25 +201,29 @@ def start_side(side: Side, work: Path, fake_port: int, count: int) -> None:
     daphne = [py, "-m", "companion.serve", "-b", "127.0.0.1", "-p", str(side.port)]
     side.server = procs.start(
         f"daphne-{side.name}",
-        [*daphne, "companion.asgi:application"],
+        [*wrapper, *daphne, "companion.asgi:application"],
         env,
         core=SERVER_CORE,
         port=side.port,
         logs=work,
         cwd=side.root,
+        wait=wait,
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("rev", help="the revision to compare this checkout with, e.g. HEAD~1")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--singles", type=int, default=20)
-    parser.add_argument("--burst", type=int, default=100)
-    parser.add_argument("--streams", type=int, default=300)
-    parser.add_argument("--words", type=int, default=200)
-    parser.add_argument("--tps", type=float, default=50.0)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def two_servers(
+    rev: str,
+    tps: float,
+    count: int,
+    *,
+    wrapper: Callable[[Path], Sequence[str]] = lambda data: (),
+    wait: float = 30.0,
+) -> Iterator[tuple[Side, Side]]:
+    """REV's server and this checkout's, each with its own database of `count` signed-in
+    clients, against one fake upstream streaming `tps` tokens a second; the caller is pinned
+    to the load's core. `wrapper` gives the command line each server runs under, from its side's
+    own directory. Stopped and removed afterwards (the logs are kept if the caller failed)."""
     work = Path(tempfile.mkdtemp(prefix="companion-ab-"))
     base = Side("base", work / "base")
     head = Side("checkout", procs.ROOT)
@@ -214,7 +232,7 @@ def main() -> None:
     finished = False
     try:
         subprocess.run(
-            ["git", "worktree", "add", "--detach", "--quiet", str(base.root), args.rev],
+            ["git", "worktree", "add", "--detach", "--quiet", str(base.root), rev],
             cwd=procs.ROOT,
             check=True,
         )
@@ -225,7 +243,7 @@ def main() -> None:
         upstream = ["bench.fake_upstream", "--port", str(fake_port), "--tokens-per-second"]
         fake = procs.start(
             "fake_m2her",
-            [sys.executable, "-m", *upstream, str(args.tps)],
+            [sys.executable, "-m", *upstream, str(tps)],
             procs.server_env(work, fake_port),
             core=LOAD_CORE,
             port=fake_port,
@@ -234,10 +252,9 @@ def main() -> None:
         for side in sides:
             data = work / f"data-{side.name}"
             data.mkdir()
-            start_side(side, data, fake_port, max(args.burst + CHATTERS, args.streams, 10))
+            start_side(side, data, fake_port, count, wrapper=wrapper(data), wait=wait)
         procs.pin_self(LOAD_CORE)
-        uvloop.run(compare(sides, args))
-        report(base, head, args.rev)
+        yield base, head
         finished = True
     finally:
         for side in sides:
@@ -252,6 +269,22 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"the servers' logs are in {work}", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("rev", help="the revision to compare this checkout with, e.g. HEAD~1")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--singles", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--streams", type=int, default=300)
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--tps", type=float, default=50.0)
+    args = parser.parse_args()
+    count = max(args.burst + CHATTERS, args.streams, 10)
+    with two_servers(args.rev, args.tps, count) as (base, head):
+        uvloop.run(compare([base, head], args))
+        report(base, head, args.rev)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ def start(
     port: int,
     logs: Path,
     cwd: Path = ROOT,
+    wait: float = 30.0,
 ) -> Proc:
-    """Run `args` pinned to one core, in its own process group, and wait for its port."""
+    """Run `args` pinned to one core, in its own process group, and wait (up to `wait`
+    seconds) for its port."""
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
@@ -105,7 +107,7 @@ def start(
         )
     proc = Proc(name, popen, log)
     try:
-        wait_for_port(port)
+        wait_for_port(port, wait)
     except RuntimeError:
         proc.stop()
         sys.stderr.write(log.read_text()[-4000:])
