@@ -4,7 +4,8 @@ delta, this checkout's against revision REV's, counted by valgrind's callgrind.
 On a shared virtual machine a server's CPU time moves by a tenth from one run of the same code
 to the next, so `make bench-ab` shows only changes of several percent. An instruction count does
 not move with the machine: callgrind counts what each thread of the server executes (not the
-kernel's work on its behalf), and the same work counts the same to within about 1 %. Both
+kernel's work on its behalf). From round to round the same code's count moves by 1–2 % on the
+event loop's thread and up to 4 % on the database thread, and both servers' move together. Both
 servers run under callgrind (about twenty times slower), pinned to the server's core, against
 one fake upstream, as in `bench.ab`. In each round, for each server in turn: its counts are
 zeroed, it answers `--replies` short replies one after another, each on a new socket (the
