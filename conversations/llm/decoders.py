@@ -40,19 +40,17 @@ class Decoder:
         """A complete non-streamed response body."""
         raise NotImplementedError
 
-    def _load(self, data: str) -> Any:
-        try:
-            return jsoncodec.loads(data)
-        except ValueError:
-            logger.debug("skipping a data line that is not JSON: %.80r", data)
-            return None
-
     def _object(self, data: str) -> dict[str, Any] | None:
-        """The event's JSON object; None for `[DONE]` (which ends the stream) and non-objects."""
+        """The event's JSON object; None for `[DONE]` (which ends the stream), for data that is
+        not JSON (skipped) and for other values."""
         if data == "[DONE]":
             self.done = True
             return None
-        obj = self._load(data)
+        try:
+            obj = jsoncodec.loads(data)
+        except ValueError:
+            logger.debug("skipping a data line that is not JSON: %.80r", data)
+            return None
         return obj if isinstance(obj, dict) else None
 
 
@@ -105,7 +103,9 @@ class ChatDecoder(Decoder):
                 raise error
         if obj.get("input_sensitive") or obj.get("output_sensitive"):
             self._flag(obj)
-        usage = _usage(obj.get("usage"))
+        # Chunks carry `"usage": null` until the last ones; those are not looked into.
+        raw_usage = obj.get("usage")
+        usage = _usage(raw_usage) if raw_usage else None
         if usage is not None:
             self.usage = usage
         if not self.model and obj.get("model"):

@@ -58,6 +58,15 @@ class SSEParser:
         if _CR in buf:
             self._cr = buf.endswith(b"\r")
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if (
+            not self._data
+            and buf.endswith(b"\n\n")
+            and buf.find(b"\n") == len(buf) - 2
+            and buf.startswith(b"data:")
+        ):
+            # Nearly every read of a model's stream is one whole event of one data line: taken
+            # at once, as the walk over its lines below would take it.
+            return [self._single(buf)]
         lines = buf.split(b"\n")
         self._tail = lines.pop()
         if len(self._tail) > MAX_EVENT_BYTES:
@@ -72,6 +81,16 @@ class SSEParser:
         self._size = 0
         self._cr = False
         return []
+
+    def _single(self, buf: bytes) -> SSEEvent:
+        """The event of `buf`, a data line and the blank line after it, with no data before."""
+        self._tail = b""
+        value = buf[6:-2] if buf[5:6] == b" " else buf[5:-2]
+        if len(value) > MAX_EVENT_BYTES:
+            raise SSEError(f"an event of the stream is over {MAX_EVENT_BYTES} bytes")
+        event = SSEEvent(self._event, value.decode("utf-8", "replace"))
+        self._event = ""
+        return event
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []

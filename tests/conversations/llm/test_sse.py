@@ -154,3 +154,34 @@ def test_events_within_the_limit_pass_one_after_another():
     events = parse_all([b"data: " + big + b"\n\n", b"data: " + big + b"\n\n"])
 
     assert [len(event.data) for event in events] == [len(big), len(big)]
+
+
+@settings(deadline=None)
+@given(stream=sse_streams())
+def test_events_fed_one_whole_event_at_a_time_match_the_line_walk(stream):
+    # Split after each blank line: single-data-line events then arrive whole, as a model's
+    # reads do, and are taken without walking their lines; byte by byte they never are.
+    events = _lf_only(stream).split(b"\n\n")
+    chunks = [event + b"\n\n" for event in events[:-1]]
+
+    assert parse_all(chunks) == parse_all([bytes([b]) for b in b"".join(chunks)])
+
+
+def test_a_whole_event_keeps_the_event_name_given_before_it():
+    parser = SSEParser()
+
+    assert parser.feed(b"event: delta\n") == []
+    assert parser.feed(b"data: one\n\n") == [SSEEvent("delta", "one")]
+    assert parser.feed(b"data: two\n\n") == [SSEEvent("", "two")]
+
+
+def test_a_whole_event_after_unfinished_data_joins_it():
+    parser = SSEParser()
+
+    assert parser.feed(b"data: one\n") == []
+    assert parser.feed(b"data: two\n\n") == [SSEEvent("", "one\ntwo")]
+
+
+def test_a_whole_event_beyond_the_limit_is_refused():
+    with pytest.raises(SSEError):
+        SSEParser().feed(b"data: " + b"x" * (MAX_EVENT_BYTES + 1) + b"\n\n")
