@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from companion.compiled import Compiled, columns, instance
+from companion.compiled import Compiled, columns, constant, instance
 from conversations.models import Turn, TurnStatus
 from conversations.services.sequence import conversation_current_seq
 from conversations.wire import WireTurn, turns_to_wire
@@ -63,7 +63,7 @@ _changed = Compiled(
 )
 _streaming = Compiled(
     lambda conversation_id: (
-        Turn.objects.filter(conversation_id=conversation_id, status=TurnStatus.STREAMING)
+        Turn.objects.filter(conversation_id=conversation_id, status=constant(TurnStatus.STREAMING))
         .order_by("seq")
         .values_list("id", "name", "content")[:1]
         .query

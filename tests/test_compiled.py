@@ -16,8 +16,8 @@ from django.db.models.sql import Query, UpdateQuery
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from companion.compiled import Compiled, insert_query
-from conversations.models import Conversation, Turn
+from companion.compiled import PLANS_ATTRIBUTE, Compiled, constant, insert_query
+from conversations.models import Conversation, Turn, TurnStatus
 from conversations.services.replies import turn_insert
 from tests.factories import make_conversation, make_turns, make_user
 
@@ -205,3 +205,51 @@ def test_an_insert_without_a_marker_for_every_column_is_an_error():
     )
     with pytest.raises(ImproperlyConfigured, match="updated_seq"):
         statement.rows(conversation_id=CONVERSATION, seq=1)
+
+
+def _running(conversation_id: uuid.UUID) -> Query:
+    return (
+        Turn.objects.filter(conversation_id=conversation_id, status=constant(TurnStatus.STREAMING))
+        .values_list("id", flat=True)
+        .query
+    )
+
+
+running = Compiled(_running, conversation_id=CONVERSATION)
+
+
+def test_a_constant_is_written_into_the_statement_not_bound():
+    owner = make_user()
+    conversation, other = make_conversation(owner), make_conversation(owner)
+    done, streaming = make_turns(conversation, 2)
+    Turn.objects.filter(pk=streaming.pk).update(status=TurnStatus.STREAMING)
+    _, elsewhere = make_turns(other, 2)
+    Turn.objects.filter(pk=elsewhere.pk).update(status=TurnStatus.STREAMING)
+
+    assert running.rows(conversation_id=conversation.pk) == [(streaming.pk,)]
+    assert done.status == TurnStatus.COMPLETE
+    with CaptureQueriesContext(connection) as captured:
+        running.rows(conversation_id=conversation.pk)
+    # The status is in the text; the only parameter left is the conversation.
+    (query,) = captured.captured_queries
+    assert "'streaming'" in query["sql"]
+    plan = connections["default"].__dict__[PLANS_ATTRIBUTE][running]
+    assert TurnStatus.STREAMING not in plan.params
+    assert len(plan.params) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plan")
+def test_the_running_reply_is_found_through_the_partial_index():
+    conversation = make_conversation(make_user())
+    running.rows(conversation_id=conversation.pk)
+    plan = connections["default"].__dict__[PLANS_ATTRIBUTE][running]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {plan.sql}", [conversation.pk.hex])
+        steps = " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "one_streaming_reply_per_conversation" in steps
+
+
+@pytest.mark.parametrize("value", ["it's", "a b", "Streaming", "", "x; drop table auth_user"])
+def test_only_a_plain_word_is_a_constant(value):
+    with pytest.raises(ImproperlyConfigured):
+        constant(value)

@@ -17,7 +17,7 @@ from django.db.models.sql import Query, UpdateQuery
 from django.utils import timezone
 
 from characters.models import Visibility
-from companion.compiled import Compiled, insert_query
+from companion.compiled import Compiled, constant, insert_query
 from conversations.llm.base import GenerationParams
 from conversations.models import Conversation, Role, Turn, TurnStatus
 from conversations.prompt_inputs import (
@@ -66,7 +66,7 @@ class ReplyStart:
 
 def _streaming(**where: Any) -> Query:
     return (
-        Turn.objects.filter(status=TurnStatus.STREAMING, **where)
+        Turn.objects.filter(status=constant(TurnStatus.STREAMING), **where)
         .values_list("conversation_id", "updated_at")
         .query
     )
