@@ -10,6 +10,8 @@ standard library's.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from typing import Any
 
 import uvloop
@@ -36,6 +38,8 @@ def install() -> None:
 # How long a stopping server waits for its replies to be stored as interrupted.
 SHUTDOWN_GRACE_SECONDS = 5.0
 
+log = logging.getLogger(__name__)
+
 
 def main() -> None:
     install()
@@ -45,7 +49,35 @@ def main() -> None:
     # Typed through its zope interface, whose signature mypy reads one argument off.
     core: Any = reactor
     core.addSystemEventTrigger("before", "shutdown", _interrupt_replies)
+    # The application, and so Django's settings, is loaded by the time the reactor runs.
+    core.callWhenRunning(batch_scheduling)
     CommandLineInterface.entrypoint()
+
+
+def batch_scheduling() -> None:
+    """Put this thread, and the threads it starts from now on (the database's, Django's
+    views', the local model's), under Linux's SCHED_BATCH policy, unless `SERVER_SCHED_BATCH`
+    is off.
+
+    A thread under it is never run ahead of the thread running on its core just because it
+    woke up: it waits for that thread to block or for its turn on the next scheduler tick.
+    Under the default policy the event loop's thread and the database thread, sharing one
+    core, cut into each other at every hand-over (the loop woken by a step's result before the
+    database thread is back to waiting, the database thread woken by the next step): about 40
+    context switches a reply, 17 under SCHED_BATCH. `make bench-ab` against the default policy
+    (eight rounds, lower in every one): server CPU per reply in the singles and bursts 6.45 →
+    5.17 ms, per delta at 300 streams 96.8 → 91.3 µs, p99 delivery lag 57.6 → 49.8 ms. The cost
+    is that a wake-up waits for the thread running before it on a busy core: on a machine
+    shared with other work, at most a scheduler slice (a few ms).
+    """
+    from django.conf import settings
+
+    if not settings.SERVER_SCHED_BATCH or not hasattr(os, "sched_setscheduler"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:  # a sandbox may forbid it: the server runs all the same
+        log.warning("could not run the server under SCHED_BATCH: %s", exc)
 
 
 def _interrupt_replies() -> Deferred[None]:

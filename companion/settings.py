@@ -263,6 +263,10 @@ LLM_MAX_CONNECTIONS: int = env.int("LLM_MAX_CONNECTIONS", default=500)
 PRICE_INPUT_PER_MTOK: float = env.float("PRICE_INPUT_PER_MTOK", default=0.30)
 PRICE_OUTPUT_PER_MTOK: float = env.float("PRICE_OUTPUT_PER_MTOK", default=1.20)
 
+# --- The server process ---------------------------------------------------------------------
+# Whether `python -m companion.serve` runs its threads under Linux's SCHED_BATCH policy.
+SERVER_SCHED_BATCH: bool = env.bool("SERVER_SCHED_BATCH", default=True)
+
 # --- Chat limits ----------------------------------------------------------------------------
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=4000)
 CHAT_MESSAGES_PER_MINUTE: int = env.int("CHAT_MESSAGES_PER_MINUTE", default=20)

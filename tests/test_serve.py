@@ -5,8 +5,12 @@ receive through `ApplicationQueue`."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.servers import ROOT
+import httpx
+import pytest
+
+from tests.servers import ROOT, daphne_env, start_daphne, stop_process
 
 CHECK = """
 import asyncio
@@ -62,3 +66,27 @@ def test_what_the_app_loads_is_kept_out_of_the_collectors_passes_and_passes_are_
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def _policies(pid: int) -> list[int]:
+    return [os.sched_getscheduler(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux's per-thread policies")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("setting", "policy"),
+    [("true", getattr(os, "SCHED_BATCH", -1)), ("false", getattr(os, "SCHED_OTHER", -1))],
+)
+def test_the_servers_threads_run_under_the_policy_its_setting_asks_for(setting, policy):
+    # No model is reached: the page asked for is served by Django alone.
+    server = start_daphne(daphne_env("http://127.0.0.1:9", SERVER_SCHED_BATCH=setting))
+    try:
+        # The view runs on a thread the server starts only now, once its reactor runs.
+        response = httpx.get(f"{server.url}/accounts/login/", timeout=30)
+        assert response.status_code == 200
+        policies = _policies(server.proc.pid)
+        assert len(policies) > 1
+        assert set(policies) == {policy}
+    finally:
+        stop_process(server)
