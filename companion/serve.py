@@ -64,11 +64,12 @@ def batch_scheduling() -> None:
     Under the default policy the event loop's thread and the database thread, sharing one
     core, cut into each other at every hand-over (the loop woken by a step's result before the
     database thread is back to waiting, the database thread woken by the next step): about 40
-    context switches a reply, 17 under SCHED_BATCH. `make bench-ab` against the default policy
-    (eight rounds, lower in every one): server CPU per reply in the singles and bursts 6.45 →
-    5.17 ms, per delta at 300 streams 96.8 → 91.3 µs, p99 delivery lag 57.6 → 49.8 ms. The cost
-    is that a wake-up waits for the thread running before it on a busy core: on a machine
-    shared with other work, at most a scheduler slice (a few ms).
+    context switches a reply, 17 under SCHED_BATCH. `make bench-ab` against the default policy,
+    three runs of eight rounds: server CPU per reply in the singles and bursts 6.45 → 5.17,
+    5.28 → 4.00 and 6.54 → 5.61 ms (lower in 8, 6 and 6 rounds), per delta at 300 streams
+    96.8 → 91.3, 82.7 → 78.2 and 98.1 → 94.8 µs (8, 5 and 5). The cost is that a wake-up waits
+    for the thread running before it on a busy core: on a machine shared with other work, at
+    most a scheduler slice (a few ms).
     """
     from django.conf import settings
 
