@@ -17,7 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from companion.compiled import PLANS_ATTRIBUTE, Compiled, constant, insert_query
+from conversations import sync
 from conversations.models import Conversation, Turn, TurnStatus
+from conversations.services import replies
 from conversations.services.replies import turn_insert
 from tests.factories import make_conversation, make_turns, make_user
 
@@ -236,6 +238,23 @@ def test_a_constant_is_written_into_the_statement_not_bound():
     plan = connections["default"].__dict__[PLANS_ATTRIBUTE][running]
     assert TurnStatus.STREAMING not in plan.params
     assert len(plan.params) == 1
+
+
+def test_the_lookups_of_a_running_reply_bind_no_status():
+    owner = make_user()
+    conversation = make_conversation(owner)
+    _, streaming = make_turns(conversation, 2)
+    Turn.objects.filter(pk=streaming.pk).update(status=TurnStatus.STREAMING)
+    lookups = {
+        sync._streaming: {"conversation_id": conversation.pk},
+        replies._streaming_in_conversation: {"conversation_id": conversation.pk},
+        replies._streaming_for_user: {"user_id": owner.pk},
+    }
+    for statement, values in lookups.items():
+        assert len(statement.rows(**values)) == 1
+        plan = connections["default"].__dict__[PLANS_ATTRIBUTE][statement]
+        assert "'streaming'" in plan.sql
+        assert TurnStatus.STREAMING not in plan.params
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's query plan")
